@@ -1,0 +1,91 @@
+"""One root exception; every subclass carries the context a user needs to act on it.
+
+`str(error)` is always the user-facing message. Secrets are never part of any message:
+settings hold keys as `SecretStr`, and nothing here formats a settings object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class SummarizerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SummarizerError):
+    """Settings that cannot work together (an unknown backend, a missing model file)."""
+
+
+class InputError(SummarizerError):
+    """Bad input: names the file and, where it has one, the line."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.reason = message
+
+
+class ModelFileError(SummarizerError):
+    """The embedded model could not be found, assembled or verified."""
+
+
+class PromptError(SummarizerError):
+    """A prompt template is missing, malformed, or rendered without a variable it needs."""
+
+
+class LLMError(SummarizerError):
+    """A model call failed for good.
+
+    Carries what the caller needs to report or account for it: how many transport
+    attempts and validation re-asks were spent, the last raw completion (if any) and
+    the token usage that was paid for anyway.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 0,
+        reasks: int = 0,
+        last_completion: str | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.reasks = reasks
+        self.last_completion = last_completion
+        self.usage = usage or {}
+
+
+class TransportError(LLMError):
+    """The server could not be reached or kept failing (timeouts, 429, 5xx) past the retry budget."""
+
+
+class ExtractionFailed(LLMError):
+    """The model kept producing output that fails validation after the last re-ask."""
+
+
+class BudgetExceeded(SummarizerError):
+    """A run reached its `--max-cost` or `--max-tokens` budget and stopped cleanly."""
+
+    def __init__(self, message: str, *, spent: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.spent = spent or {}
+
+
+class CacheError(SummarizerError):
+    """The cache directory is unusable (corrupt, locked, read-only)."""
+
+
+class OutputError(SummarizerError):
+    """An output directory or file cannot be written (read-only, full disk)."""

@@ -1,0 +1,542 @@
+"""The one LLM path: the `openai` client, patched by `instructor`, with tenacity retries.
+
+Two layers of retrying, counted apart:
+- transport retries (timeouts, connection errors, 429, 5xx), inside each request, with
+  exponential backoff and jitter that honours `Retry-After`;
+- validation re-asks, done by instructor: the validation error goes back to the model.
+
+Backends differ only in where the server is and which instructor mode it accepts:
+`OpenAIBackend` talks to any OpenAI-compatible URL; `EmbeddedBackend` first starts
+llama-cpp-python's server on loopback with a local GGUF file, then does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from .errors import ConfigError, ExtractionFailed, LLMError, TransportError
+from .schemas import Usage
+from .settings import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SHA256, InstructorMode, Settings
+
+if TYPE_CHECKING:
+    import openai
+
+log = logging.getLogger(__name__)
+
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+
+
+@dataclass
+class CallStats:
+    """Counters for one logical extraction (all its attempts)."""
+
+    requests: int = 0  # HTTP requests actually sent, transport retries included
+    transport_retries: int = 0
+    model_calls: int = 0  # calls that reached the model and returned; re-asks = model_calls - 1
+
+
+@dataclass
+class _Call:
+    schema: dict[str, Any]
+    stats: CallStats = field(default_factory=CallStats)
+
+
+# Per-task state: each asyncio task (one paper) sees its own call, so concurrent papers
+# count their own retries and send their own schema through the shared patched client.
+_CURRENT_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("summarizer_call", default=None)
+
+
+@dataclass
+class Completion:
+    value: BaseModel
+    usage: Usage
+    stats: CallStats
+    raw: str | None = None
+
+
+class Backend(Protocol):
+    """What the extractor needs from a model backend."""
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Everything about the backend that changes outputs (cache key material)."""
+        ...
+
+    @property
+    def label(self) -> str: ...
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        response_model: type[BaseModel],
+        *,
+        max_reasks: int,
+        sampling: dict[str, Any],
+    ) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------
+# Transport retries
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408
+    return False
+
+
+def _retry_after_s(exc: BaseException | None) -> float | None:
+    import openai
+
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    value = exc.response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class _WaitHonouringRetryAfter:
+    """Exponential backoff with jitter, unless the server said how long to wait."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._maximum = maximum
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        retry_after = _retry_after_s(exc)
+        if retry_after is not None:
+            return min(retry_after, self._maximum)
+        return float(self._backoff(state))
+
+
+def redact_url(url: str) -> str:
+    """Drop credentials, query and fragment from a URL before it is logged or hashed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+# --------------------------------------------------------------------------------------
+# OpenAI-compatible servers
+
+
+def _auto_mode(base_url: str | None) -> InstructorMode:
+    host = urlsplit(base_url).hostname if base_url else "api.openai.com"
+    if host == "api.openai.com":
+        return "tools"
+    # vLLM, Ollama, llama.cpp's own server and most hosted gateways accept json_schema.
+    return "json_schema"
+
+
+class OpenAIBackend:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model: str | None = None,
+        mode: InstructorMode | None = None,
+        label: str = "openai",
+    ) -> None:
+        self._settings = settings
+        self._base_url = base_url if base_url is not None else settings.base_url
+        key = api_key if api_key is not None else (settings.api_key.get_secret_value() if settings.api_key else None)
+        self._api_key = key or "not-needed"  # local servers ignore it; the client insists on one
+        self._model = model or settings.model or (OPENAI_DEFAULT_MODEL if self._base_url is None else None)
+        wanted = mode or settings.instructor_mode
+        self._mode: InstructorMode = _auto_mode(self._base_url) if wanted == "auto" else wanted
+        self._label = label
+        self._client: openai.AsyncOpenAI | None = None
+        self._create: Any = None
+
+    @property
+    def mode(self) -> InstructorMode:
+        return self._mode
+
+    @property
+    def label(self) -> str:
+        return f"{self._label}:{self._model or '?'}"
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {
+            "backend": self._label,
+            "base_url": redact_url(self._base_url) if self._base_url else "https://api.openai.com/v1",
+            "model": self._model or "",
+            "mode": self._mode,
+        }
+
+    def _ensure_client(self) -> None:
+        if self._client is not None:
+            return
+        import instructor
+        import openai
+
+        # The client's own retries are off: tenacity does them, so they can be counted and
+        # so a Retry-After is honoured instead of the client's fixed schedule.
+        self._client = openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            timeout=self._settings.timeout_s,
+            max_retries=0,
+        )
+        mode = {
+            "llamacpp_json": instructor.Mode.JSON,
+            "json": instructor.Mode.JSON,
+            "json_schema": instructor.Mode.JSON_SCHEMA,
+            "md_json": instructor.Mode.MD_JSON,
+            "tools": instructor.Mode.TOOLS,
+        }[self._mode]
+        self._create = instructor.patch(create=self._send, mode=mode)
+
+    async def resolve_model(self) -> str:
+        """Ask the server for its model when none was configured (llama.cpp, vLLM with one model)."""
+        if self._model:
+            return self._model
+        self._ensure_client()
+        assert self._client is not None
+        try:
+            models = await self._client.models.list()
+        except Exception as exc:
+            raise ConfigError(
+                f"no model configured and the server at {redact_url(self._base_url or '')} did not list any: "
+                f"{type(exc).__name__}; set SUMMARIZER_MODEL"
+            ) from exc
+        if not models.data:
+            raise ConfigError("no model configured and the server lists none; set SUMMARIZER_MODEL")
+        self._model = models.data[0].id
+        return self._model
+
+    async def _send(self, **kwargs: Any) -> Any:
+        """One logical request, with transport retries; counted into the current call's stats."""
+        assert self._client is not None
+        call = _CURRENT_CALL.get()
+        stats = call.stats if call is not None else None
+        if self._mode == "llamacpp_json" and call is not None:
+            # llama-cpp-python's server rejects type=json_schema but constrains decoding to a
+            # schema given this way, so the output always parses.
+            kwargs["response_format"] = {"type": "json_object", "schema": call.schema}
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self._settings.max_retries + 1),
+            wait=_WaitHonouringRetryAfter(1.0, self._settings.retry_max_wait_s),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if stats is not None:
+                    stats.requests += 1
+                    if attempt.retry_state.attempt_number > 1:
+                        stats.transport_retries += 1
+                response = await self._client.chat.completions.create(**kwargs)
+        if stats is not None:
+            stats.model_calls += 1
+        return response
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        response_model: type[BaseModel],
+        *,
+        max_reasks: int,
+        sampling: dict[str, Any],
+    ) -> Completion:
+        from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
+
+        self._ensure_client()
+        model = await self.resolve_model()
+        call = _Call(schema=response_model.model_json_schema())
+        token = _CURRENT_CALL.set(call)
+        try:
+            value = await self._create(
+                response_model=response_model,
+                messages=messages,
+                model=model,
+                max_retries=max_reasks,
+                **sampling,
+            )
+        except InstructorRetryException as exc:
+            raise _as_llm_error(exc, call.stats) from exc
+        except IncompleteOutputException as exc:
+            raise ExtractionFailed(
+                f"the model's answer was cut off at max_tokens={sampling.get('max_tokens')}",
+                attempts=call.stats.requests,
+                reasks=max(call.stats.model_calls - 1, 0),
+                last_completion=_text_of(exc.last_completion),
+                usage=_usage_of(exc.last_completion).model_dump(),
+            ) from exc
+        except Exception as exc:
+            if _is_status(exc):
+                raise _transport_error(exc, call.stats) from exc
+            raise
+        finally:
+            _CURRENT_CALL.reset(token)
+        raw = getattr(value, "_raw_response", None)
+        total = getattr(value, "_total_usage", None)
+        usage = _usage_of_total(total) if total is not None else _usage_of(raw)
+        return Completion(value=value, usage=usage, stats=call.stats, raw=_text_of(raw))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _is_status(exc: BaseException) -> bool:
+    import openai
+
+    return isinstance(exc, (openai.APIStatusError, openai.APIConnectionError))
+
+
+def _usage_of(completion: Any) -> Usage:
+    return _usage_of_total(getattr(completion, "usage", None))
+
+
+def _usage_of_total(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+    )
+
+
+def _text_of(completion: Any) -> str | None:
+    try:
+        message = completion.choices[0].message
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if message.content:
+        return str(message.content)[:4000]
+    calls = getattr(message, "tool_calls", None)
+    if calls:
+        return str(calls[0].function.arguments)[:4000]
+    return None
+
+
+def _transport_error(exc: BaseException, stats: CallStats) -> TransportError:
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        what = f"HTTP {exc.status_code}"
+    elif isinstance(exc, openai.APITimeoutError):
+        what = "request timed out"
+    else:
+        what = f"connection failed ({type(exc).__name__})"
+    return TransportError(
+        f"{what} after {stats.requests} request(s)",
+        attempts=stats.requests,
+        reasks=max(stats.model_calls - 1, 0),
+    )
+
+
+def _as_llm_error(exc: Any, stats: CallStats) -> LLMError:
+    cause = exc.__cause__
+    usage = _usage_of_total(getattr(exc, "total_usage", None))
+    if cause is not None and _is_status(cause):
+        error = _transport_error(cause, stats)
+        error.usage = usage.model_dump()
+        return error
+    reason = str(cause or exc).strip().splitlines()
+    return ExtractionFailed(
+        f"no valid answer after {stats.model_calls} attempt(s): " + " ".join(reason)[:1500],
+        attempts=stats.requests,
+        reasks=max(stats.model_calls - 1, 0),
+        last_completion=_text_of(getattr(exc, "last_completion", None)),
+        usage=usage.model_dump(),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The embedded default: llama-cpp-python's server on loopback
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedServer:
+    """llama-cpp-python's OpenAI-compatible server, started on loopback and stopped after.
+
+    One process, one model, one generation at a time: llama.cpp keeps the KV cache of the
+    previous request and re-uses its longest common token prefix, so the shared system
+    prompt and taxonomy are processed once per server, not once per paper.
+    """
+
+    model_path: Path
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    startup_timeout_s: float = 300.0
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _log: Any = field(default=None, init=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        try:
+            import llama_cpp.server  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "the embedded backend needs llama-cpp-python: pip install -e '.[embedded]' "
+                "(or set OPENAI_BASE_URL / OPENAI_API_KEY to use a server)"
+            ) from exc
+        self.port = self.port or _free_port()
+        threads = self.n_threads or max(os.cpu_count() or 1, 1)
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(threads), "--n_threads_batch", str(threads),
+            "--model_alias", self.model_path.stem,
+        ]  # fmt: skip
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ConfigError(f"the embedded model server exited during start-up:\n{self._tail()}")
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise ConfigError(f"the embedded model server did not start within {self.startup_timeout_s:.0f}s")
+
+    def _tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return str(self._log.read()[-2000:].decode("utf-8", "replace"))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedBackend:
+    """The default when nothing else is configured: a local GGUF model, no key, no network."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._server: EmbeddedServer | None = None
+        self._inner: OpenAIBackend | None = None
+        self._lock = asyncio.Lock()
+        if settings.model_path is not None:
+            self._model_id = f"gguf:{settings.model_path.name}:{_file_fingerprint(settings.model_path)}"
+            self._name = settings.model or settings.model_path.stem
+        else:
+            self._model_id = f"gguf:sha256:{DEFAULT_MODEL_SHA256}"
+            self._name = settings.model or DEFAULT_MODEL_NAME
+
+    @property
+    def label(self) -> str:
+        return f"embedded:{self._name}"
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {"backend": "embedded", "model": self._model_id, "mode": "llamacpp_json"}
+
+    async def _ensure_started(self) -> OpenAIBackend:
+        async with self._lock:
+            if self._inner is None:
+                from .models import default_model_path
+
+                path = self._settings.model_path or default_model_path(self._settings.model_cache_dir)
+                server = EmbeddedServer(path, n_ctx=self._settings.n_ctx, n_threads=self._settings.n_threads)
+                await asyncio.to_thread(server.start)
+                self._server = server
+                self._inner = OpenAIBackend(
+                    self._settings,
+                    base_url=server.base_url,
+                    api_key="embedded",
+                    model=path.stem,
+                    mode="llamacpp_json",
+                    label="embedded",
+                )
+            return self._inner
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        response_model: type[BaseModel],
+        *,
+        max_reasks: int,
+        sampling: dict[str, Any],
+    ) -> Completion:
+        inner = await self._ensure_started()
+        return await inner.complete(messages, response_model, max_reasks=max_reasks, sampling=sampling)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+            self._inner = None
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+            self._server = None
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Identity of a user-supplied GGUF without hashing a gigabyte on every start."""
+    stat = path.stat()
+    return f"{stat.st_size}:{int(stat.st_mtime)}"
+
+
+def make_backend(settings: Settings) -> Backend:
+    settings.check()
+    if settings.resolved_backend == "embedded":
+        return EmbeddedBackend(settings)
+    return OpenAIBackend(settings)

@@ -1,0 +1,265 @@
+"""Typed records: the paper that goes in and the record that comes out.
+
+The record's enum-like fields (category ids, contribution types) come from the taxonomy
+file, which a user may replace, so they are plain strings here and are checked against
+the taxonomy passed in the validation context. The model-facing response schema, which
+constrains decoding to exactly those ids, is built from the taxonomy in `extract.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+_WS = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
+
+MAX_SUMMARY_WORDS = 60
+MAX_CLAIMS = 4
+MAX_SECONDARY = 2
+
+
+def normalise_ws(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def normalise_title(title: str) -> str:
+    """Case-, accent- and punctuation-insensitive form used for ids and de-duplication."""
+    text = unicodedata.normalize("NFKD", title)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return normalise_ws(_NON_WORD.sub(" ", text.casefold()).replace("_", " "))
+
+
+def paper_id(title: str) -> str:
+    """Stable id: the same title in any input format, casing or spacing gets the same id."""
+    return hashlib.sha256(normalise_title(title).encode("utf-8")).hexdigest()[:12]
+
+
+def find_verbatim(quote: str, text: str) -> str | None:
+    """Return `quote` as it appears in `text` (whitespace-normalised), or None.
+
+    Whitespace differences are forgiven because abstracts are reflowed by every source;
+    nothing else is: a quote that paraphrases is not evidence.
+    """
+    needle = normalise_ws(quote)
+    if not needle:
+        return None
+    hay = normalise_ws(text)
+    return needle if needle in hay else None
+
+
+def find_name(name: str, text: str) -> str | None:
+    """Locate a short name (method, dataset) in `text`, ignoring case and spacing.
+
+    Returns the spelling used in `text`, so that a record always carries the abstract's
+    own form even when the model changed the case.
+    """
+    needle = normalise_ws(name)
+    if not needle:
+        return None
+    hay = normalise_ws(text)
+    if needle in hay:
+        return needle
+    idx = hay.casefold().find(needle.casefold())
+    if idx < 0:
+        return None
+    return hay[idx : idx + len(needle)]
+
+
+class Paper(BaseModel):
+    """One paper as read from an input file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    abstract: str
+    authors: list[str] | None = None
+    author_count: int | None = None
+    date: str | None = None
+    source: str | None = None
+    line: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_text(cls, title: str, abstract: str, **kwargs: Any) -> Paper:
+        title = normalise_ws(title)
+        return cls(id=paper_id(title), title=title, abstract=abstract.strip(), **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# The record
+
+
+def _taxonomy_ids(info: ValidationInfo, kind: str) -> frozenset[str] | None:
+    ctx = info.context if isinstance(info.context, dict) else None
+    if ctx is None or ctx.get(kind) is None:
+        return None
+    return frozenset(ctx[kind])
+
+
+def _abstract(info: ValidationInfo) -> str | None:
+    ctx = info.context if isinstance(info.context, dict) else None
+    return None if ctx is None else ctx.get("abstract")
+
+
+class Method(BaseModel):
+    name: str | None = Field(description="The paper's own method/framework name as written in the abstract, or null.")
+    description: str = Field(min_length=1, max_length=400)
+    evidence: str | None = None
+
+    @field_validator("name", "evidence")
+    @classmethod
+    def _verbatim(cls, value: str | None, info: ValidationInfo) -> str | None:
+        abstract = _abstract(info)
+        if value is None or abstract is None:
+            return value
+        found = find_name(value, abstract) if info.field_name == "name" else find_verbatim(value, abstract)
+        if found is None:
+            raise ValueError(f"{info.field_name} {value!r} is not a verbatim substring of the abstract")
+        return found
+
+
+class Dataset(BaseModel):
+    name: str = Field(min_length=1, max_length=120)
+    role: Literal["introduced", "used"]
+    evidence: str
+
+    @field_validator("name")
+    @classmethod
+    def _name_in_abstract(cls, value: str, info: ValidationInfo) -> str:
+        abstract = _abstract(info)
+        if abstract is None:
+            return value
+        found = find_name(value, abstract)
+        if found is None:
+            raise ValueError(f"dataset name {value!r} is not in the abstract")
+        return found
+
+    @field_validator("evidence")
+    @classmethod
+    def _evidence_in_abstract(cls, value: str, info: ValidationInfo) -> str:
+        abstract = _abstract(info)
+        if abstract is not None and find_verbatim(value, abstract) is None:
+            raise ValueError(f"evidence {value!r} is not a verbatim substring of the abstract")
+        return value
+
+
+class Claim(BaseModel):
+    statement: str = Field(min_length=1, max_length=400)
+    evidence: str = Field(min_length=1)
+
+    @field_validator("evidence")
+    @classmethod
+    def _evidence_in_abstract(cls, value: str, info: ValidationInfo) -> str:
+        abstract = _abstract(info)
+        if abstract is not None and find_verbatim(value, abstract) is None:
+            raise ValueError(f"evidence {value!r} is not a verbatim substring of the abstract")
+        return value
+
+
+class Category(BaseModel):
+    primary: str
+    secondary: list[str] = Field(default_factory=list, max_length=MAX_SECONDARY)
+    rationale: str = Field(min_length=1, max_length=600)
+
+    @model_validator(mode="after")
+    def _known_ids(self, info: ValidationInfo) -> Category:
+        ids = _taxonomy_ids(info, "category_ids")
+        if ids is not None:
+            for value in [self.primary, *self.secondary]:
+                if value not in ids:
+                    raise ValueError(f"unknown category {value!r}; expected one of {sorted(ids)}")
+        # A secondary label equal to the primary adds nothing and would skew per-class metrics.
+        self.secondary = [s for s in dict.fromkeys(self.secondary) if s != self.primary]
+        return self
+
+
+class PaperRecord(BaseModel):
+    """The verified, typed record for one paper: the product's unit of output."""
+
+    paper_id: str
+    title: str
+    summary: str = Field(min_length=1)
+    contribution_type: str
+    method: Method
+    datasets: list[Dataset] = Field(default_factory=list)
+    claims: list[Claim] = Field(min_length=1, max_length=MAX_CLAIMS)
+    category: Category
+    warnings: list[str] = Field(default_factory=list)
+
+    @field_validator("summary")
+    @classmethod
+    def _summary_length(cls, value: str) -> str:
+        words = len(value.split())
+        if words > MAX_SUMMARY_WORDS:
+            raise ValueError(f"summary has {words} words; at most {MAX_SUMMARY_WORDS} allowed")
+        return normalise_ws(value)
+
+    @field_validator("contribution_type")
+    @classmethod
+    def _known_contribution(cls, value: str, info: ValidationInfo) -> str:
+        ids = _taxonomy_ids(info, "contribution_ids")
+        if ids is not None and value not in ids:
+            raise ValueError(f"unknown contribution type {value!r}; expected one of {sorted(ids)}")
+        return value
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Provenance(BaseModel):
+    """How a record was made; everything a reader needs to trust or reproduce it."""
+
+    backend: str
+    model: str
+    prompt_hash: str
+    taxonomy_hash: str
+    schema_hash: str
+    cache_key: str
+    cache_hit: bool
+    usage: Usage = Field(default_factory=Usage)
+    attempts: int = 0
+    reasks: int = 0
+    latency_s: float = 0.0
+    started_at: str
+    finished_at: str
+
+
+class Result(BaseModel):
+    """A finished paper: a record with its provenance."""
+
+    record: PaperRecord
+    provenance: Provenance
+
+
+class Failure(BaseModel):
+    """A paper that got no record, with the reason; never a partial record."""
+
+    paper_id: str
+    title: str
+    error: str
+    reason: str
+    attempts: int = 0
+    reasks: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    last_completion: str | None = None
+    source: str | None = None
+    line: int | None = None
+    finished_at: str

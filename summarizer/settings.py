@@ -1,0 +1,121 @@
+"""The one settings object. Every default lives here and only here.
+
+Environment variables use the `SUMMARIZER_` prefix; the standard `OPENAI_API_KEY` and
+`OPENAI_BASE_URL` are honoured too. Fields are split in two groups on purpose: those that
+change what the model produces (and so belong in the cache key, see `output_fingerprint`)
+and operational ones (timeouts, retries, concurrency, paths) that must never invalidate a
+cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Backend = Literal["auto", "embedded", "openai"]
+InstructorMode = Literal["auto", "llamacpp_json", "json_schema", "json", "md_json", "tools"]
+
+#: Default embedded model: Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (official file's hash).
+DEFAULT_MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+DEFAULT_MODEL_SIZE = 1_117_320_768
+DEFAULT_MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+
+
+def _default_prompts_dir() -> Path:
+    # An editable install or a clone has prompts/ beside the package; a wheel carries a copy inside it.
+    for candidate in (PROJECT_ROOT / "prompts", Path(__file__).resolve().parent / "prompts"):
+        if candidate.is_dir():
+            return candidate
+    return PROJECT_ROOT / "prompts"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SUMMARIZER_",
+        env_file=None,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- which model ---------------------------------------------------------------
+    backend: Backend = Field(
+        "auto", description="embedded (local llama.cpp), openai (any OpenAI-compatible server), or auto."
+    )
+    model: str | None = Field(
+        None, description="Model name on an OpenAI-compatible server; for embedded, a label only."
+    )
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SUMMARIZER_API_KEY", "OPENAI_API_KEY", "api_key")
+    )
+    base_url: str | None = Field(
+        None, validation_alias=AliasChoices("SUMMARIZER_BASE_URL", "OPENAI_BASE_URL", "base_url")
+    )
+    instructor_mode: InstructorMode = "auto"
+    model_path: Path | None = Field(None, description="A GGUF file for the embedded backend instead of the default.")
+    n_ctx: int = Field(4096, ge=512)
+    n_threads: int | None = Field(None, ge=1)
+
+    # --- what the model is asked (all part of the cache key) -----------------------------
+    prompts_dir: Path = Field(default_factory=_default_prompts_dir)
+    taxonomy_path: Path | None = Field(None, description="Replace the default taxonomy (prompts/taxonomy.toml).")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(900, ge=64)
+    seed: int | None = 0
+    max_reasks: int = Field(2, ge=0, le=10, description="Validation re-asks after the first attempt.")
+    max_abstract_chars: int = Field(6000, ge=200, description="Longer abstracts are truncated, with a warning.")
+
+    # --- operational (never part of the cache key) ----------------------------------
+    timeout_s: float = Field(600.0, gt=0)
+    max_retries: int = Field(5, ge=0, description="Transport retries per call (timeouts, 429, 5xx).")
+    retry_max_wait_s: float = Field(60.0, gt=0)
+    concurrency: int = Field(8, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    cache_dir: Path = Path("cache")
+    use_cache: bool = True
+    model_cache_dir: Path | None = Field(
+        None, description="Where the default model is assembled; default: user cache dir."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def resolved_backend(self) -> Literal["embedded", "openai"]:
+        if self.backend != "auto":
+            return self.backend
+        return "openai" if (self.base_url or self.api_key) else "embedded"
+
+    @property
+    def resolved_taxonomy_path(self) -> Path:
+        return self.taxonomy_path or self.prompts_dir / "taxonomy.toml"
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling settings: they change the output, so they are part of the cache key."""
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "max_reasks": self.max_reasks,
+            "max_abstract_chars": self.max_abstract_chars,
+        }
+
+    def check(self) -> None:
+        if self.resolved_backend == "openai" and not self.base_url and not self.api_key:
+            raise ConfigError(
+                "backend 'openai' needs an API key (OPENAI_API_KEY) or a base URL (OPENAI_BASE_URL) "
+                "of an OpenAI-compatible server"
+            )
+        if self.model_path is not None and not self.model_path.is_file():
+            raise ConfigError(f"model file {self.model_path} does not exist")
