@@ -54,7 +54,8 @@ class ResponseCache:
         except (OSError, sqlite3.DatabaseError) as exc:
             raise CacheError(f"cannot open cache directory {directory}: {exc}") from exc
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get_raw(self, key: str) -> str | None:
+        """The stored JSON text: the fast path for re-runs that only copy records out."""
         try:
             raw = self._cache.get(key)
         except (OSError, sqlite3.DatabaseError) as exc:
@@ -63,6 +64,12 @@ class ResponseCache:
             self.misses += 1
             return None
         self.hits += 1
+        return str(raw)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self.get_raw(key)
+        if raw is None:
+            return None
         value: dict[str, Any] = json.loads(raw)
         return value
 

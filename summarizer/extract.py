@@ -262,6 +262,11 @@ class Extractor:
             "paper": {"title": title, "abstract": abstract},
         }
 
+    def key_for(self, paper: Paper) -> str:
+        """The cache key of `paper`, without rendering prompts (cheap: for planning and re-runs)."""
+        abstract, _ = truncate_abstract(paper.abstract, self.settings.max_abstract_chars)
+        return cache_key(self.key_parts(paper.title, abstract))
+
     def prepare(self, paper: Paper) -> Prepared:
         abstract, warning = truncate_abstract(paper.abstract, self.settings.max_abstract_chars)
         sentences = split_sentences(abstract)
