@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import InputError, SummarizerError
 from .settings import Settings
@@ -42,7 +43,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _fail(exc: SummarizerError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2 if isinstance(exc, InputError) else 1)
 
 

@@ -57,7 +57,7 @@ def split_sentences(text: str) -> list[str]:
     start = 0
     for match in _BOUNDARY.finditer(text):
         candidate = text[start : match.start()].rstrip()
-        last_word = candidate.rsplit(" ", 1)[-1].rstrip(".").lower()
+        last_word = candidate.rsplit(" ", 1)[-1].rstrip(".").lstrip("([{\"'").lower()
         # "et al.", "e.g.", initials ("J. Smith") and decimals do not end a sentence.
         if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
             continue

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from summarizer.cache import ResponseCache
+from summarizer.extract import Extractor
+from summarizer.fakes import FakeBackend
+from summarizer.schemas import Paper
+from summarizer.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = Paper.from_text("A Paper", "We do a thing. It works well.")
+
+
+def key(tmp_path: Path, backend: FakeBackend | None = None, **settings: object) -> str:
+    settings.setdefault("cache_dir", tmp_path / "cache")
+    ex = Extractor(Settings(**settings), backend=backend or FakeBackend())  # type: ignore[arg-type]
+    return ex.key_for(PAPER)
+
+
+def copy_prompts(tmp_path: Path) -> Path:
+    target = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", target)
+    return target
+
+
+def test_operational_settings_do_not_change_the_key(tmp_path: Path) -> None:
+    base = key(tmp_path)
+    assert key(tmp_path, timeout_s=5) == base
+    assert key(tmp_path, max_retries=0, retry_max_wait_s=1) == base
+    assert key(tmp_path, concurrency=64, requests_per_minute=10, tokens_per_minute=1000) == base
+    assert key(tmp_path, cache_dir=tmp_path / "elsewhere") == base
+    assert key(tmp_path, api_key=SecretStr("sk-other")) == base
+
+
+def test_everything_that_affects_output_changes_the_key(tmp_path: Path) -> None:
+    base = key(tmp_path)
+    assert key(tmp_path, temperature=0.7) != base
+    assert key(tmp_path, max_tokens=500) != base
+    assert key(tmp_path, seed=1) != base
+    assert key(tmp_path, max_reasks=0) != base
+    assert key(tmp_path, backend=FakeBackend(model="other-model")) != base
+
+
+def test_a_prompt_edit_changes_the_key(tmp_path: Path) -> None:
+    prompts = copy_prompts(tmp_path)
+    before = key(tmp_path, prompts_dir=prompts)
+    with (prompts / "system.j2").open("a") as fh:
+        fh.write("\nBe concise.\n")
+    assert key(tmp_path, prompts_dir=prompts) != before
+
+
+def test_a_taxonomy_edit_changes_the_key(tmp_path: Path) -> None:
+    prompts = copy_prompts(tmp_path)
+    before = key(tmp_path, prompts_dir=prompts)
+    text = (prompts / "taxonomy.toml").read_text().replace("Policy, regulation", "Policy, law, regulation")
+    (prompts / "taxonomy.toml").write_text(text)
+    assert key(tmp_path, prompts_dir=prompts) != before
+
+
+def test_paper_text_changes_the_key(tmp_path: Path) -> None:
+    ex = Extractor(Settings(cache_dir=tmp_path / "c"), backend=FakeBackend())
+    assert ex.key_for(PAPER) != ex.key_for(Paper.from_text("A Paper", "We do a thing. It works badly."))
+
+
+def test_secrets_never_enter_key_material(tmp_path: Path) -> None:
+    sentinel = "sk-SENTINEL-key-0042"
+    ex = Extractor(
+        Settings(cache_dir=tmp_path / "c", api_key=SecretStr(sentinel), base_url="http://user:pw@127.0.0.1:9/v1")
+    )
+    parts = repr(ex.key_parts(PAPER.title, PAPER.abstract))
+    assert sentinel not in parts
+    assert "pw@" not in parts and "user:" not in parts
+    assert sentinel not in repr(ex.settings)
+
+
+def test_cache_stats_and_clear(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path / "c") as cache:
+        cache.set("k", {"a": 1})
+        assert cache.get("k") == {"a": 1}
+        assert cache.get("missing") is None
+        stats = cache.stats()
+        assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
+        assert cache.clear() == 1
+        assert cache.stats().entries == 0

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from summarizer.errors import PromptError
+from summarizer.extract import Extractor, split_sentences, truncate_abstract
+from summarizer.fakes import FakeBackend, sentences_of, valid_answer
+from summarizer.schemas import Failure, Paper, Result, find_verbatim
+from summarizer.settings import Settings
+from summarizer.sources import read_papers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def paper() -> Paper:
+    return read_papers(ROOT / "examples/seeds/000_8bcbaaa93f595634.txt")[0]
+
+
+def make(tmp_path: Path, backend: FakeBackend, **settings: Any) -> Extractor:
+    return Extractor(Settings(cache_dir=tmp_path / "cache", **settings), backend=backend)
+
+
+def test_split_sentences_keeps_abbreviations_and_is_verbatim() -> None:
+    text = "We use e.g. DPO et al. in Fig. 2. Results improve by 3.5 points! Is it good? Yes (J. Smith agrees)."
+    sentences = split_sentences(text)
+    assert sentences == [
+        "We use e.g. DPO et al. in Fig. 2.",
+        "Results improve by 3.5 points!",
+        "Is it good?",
+        "Yes (J. Smith agrees).",
+    ]
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=80), max_size=8))
+def test_every_sentence_is_a_verbatim_substring(parts: list[str]) -> None:
+    text = ". ".join(parts)
+    for sentence in split_sentences(text):
+        assert find_verbatim(sentence, text) is not None
+
+
+def test_seed_abstract_sentences() -> None:
+    sentences = split_sentences(paper().abstract)
+    assert sentences[0] == "AI alignment aims to make AI systems behave in line with human intentions and values."
+    assert len(sentences) == 9
+
+
+def test_truncation_warns_and_cuts_at_a_sentence() -> None:
+    text = "First sentence here. " * 400
+    cut, warning = truncate_abstract(text, 1000)
+    assert len(cut) <= 1000 and cut.endswith(".")
+    assert warning is not None and "truncated" in warning
+    assert truncate_abstract("Short.", 1000) == ("Short.", None)
+
+
+async def test_quotes_are_resolved_from_sentence_numbers(tmp_path: Path) -> None:
+    def answer(messages: list[dict[str, str]]) -> dict[str, Any]:
+        data = valid_answer(messages)
+        data["claims"] = [{"statement": "Four principles.", "sentence": 4}]
+        data["method_name"] = "RICE"
+        data["method_sentence"] = 4
+        return data
+
+    async with make(tmp_path, FakeBackend(responder=answer)) as ex:
+        result = await ex.extract(paper())
+    sentences = split_sentences(paper().abstract)
+    assert result.record.claims[0].evidence == sentences[3]
+    assert result.record.method.name == "RICE"
+    assert result.record.method.evidence == sentences[3]
+    assert result.provenance.reasks == 0 and not result.provenance.cache_hit
+
+
+async def test_bad_answer_is_reasked_with_the_error_then_accepted(tmp_path: Path) -> None:
+    p = paper()
+    backend = FakeBackend(responder=valid_answer)
+    bad = valid_answer([{"role": "user", "content": "[1] x"}])
+    bad["method_name"] = "Totally Invented Method"
+    backend.queue.append(bad)
+    async with make(tmp_path, backend) as ex:
+        result = await ex.extract(p)
+    assert result.provenance.reasks == 1
+    assert result.record.method.name is None
+
+
+async def test_out_of_range_sentence_is_rejected(tmp_path: Path) -> None:
+    def answer(messages: list[dict[str, str]]) -> dict[str, Any]:
+        data = valid_answer(messages)
+        data["claims"] = [{"statement": "x", "sentence": len(sentences_of(messages)) + 1}]
+        return data
+
+    async with make(tmp_path, FakeBackend(responder=answer), max_reasks=1) as ex:
+        outcome = await ex.extract_or_failure(paper())
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "ExtractionFailed"
+    assert "does not exist" in outcome.reason
+    assert outcome.reasks == 1 and outcome.attempts == 2
+
+
+async def test_failures_are_not_cached_and_successes_are(tmp_path: Path) -> None:
+    p = paper()
+    failing = FakeBackend(responder=lambda m: {"summary": "incomplete"})
+    async with make(tmp_path, failing, max_reasks=0) as ex:
+        assert isinstance(await ex.extract_or_failure(p), Failure)
+    good = FakeBackend(responder=valid_answer)
+    async with make(tmp_path, good) as ex:
+        first = await ex.extract_or_failure(p)
+        second = await ex.extract_or_failure(p)
+    assert isinstance(first, Result) and isinstance(second, Result)
+    assert not first.provenance.cache_hit and second.provenance.cache_hit
+    assert len(good.calls) == 1
+    assert second.record == first.record
+
+
+async def test_not_about_alignment_forces_the_negative_class(tmp_path: Path) -> None:
+    def answer(messages: list[dict[str, str]]) -> dict[str, Any]:
+        data = valid_answer(messages)
+        data["about_ai_alignment"] = False
+        data["primary_category"] = "governance"
+        return data
+
+    async with make(tmp_path, FakeBackend(responder=answer)) as ex:
+        result = await ex.extract(paper())
+    assert result.record.category.primary == "not_alignment"
+
+
+async def test_no_cache_switch(tmp_path: Path) -> None:
+    backend = FakeBackend(responder=valid_answer)
+    async with make(tmp_path, backend, use_cache=False) as ex:
+        await ex.extract(paper())
+        await ex.extract(paper())
+    assert len(backend.calls) == 2
+    assert not (tmp_path / "cache").exists()
+
+
+async def test_prompt_with_missing_variable_fails_before_any_call(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    (prompts / "user.j2").write_text("{{ title }} {{ abstract_text }}")
+    backend = FakeBackend(responder=valid_answer)
+    async with Extractor(Settings(cache_dir=tmp_path / "c", prompts_dir=prompts), backend=backend) as ex:
+        with pytest.raises(PromptError, match="abstract_text"):
+            await ex.extract_or_failure(paper())
+    assert backend.calls == []
+
+
+async def test_template_syntax_in_abstract_reaches_the_model_verbatim(tmp_path: Path) -> None:
+    p = Paper.from_text("Templated", "We show {{ 7*7 }} and {% if x %} literally. It works.")
+    backend = FakeBackend(responder=valid_answer)
+    async with make(tmp_path, backend) as ex:
+        await ex.extract(p)
+    assert "{{ 7*7 }}" in backend.calls[0][-1]["content"]
+    assert "{% if x %}" in backend.calls[0][-1]["content"]
