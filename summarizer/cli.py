@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -121,6 +122,135 @@ def cache_clear(
     except SummarizerError as exc:
         raise _fail(exc) from None
     out.print(f"removed {removed} records from {settings.cache_dir}")
+
+
+@app.command("eval")
+def eval_command(
+    check: Annotated[bool, typer.Option("--check", help="Fail when worse than evals/baseline.json.")] = False,
+    bless: Annotated[bool, typer.Option("--bless", help="Make this run the new baseline.")] = False,
+    gold: Annotated[Path, typer.Option("--gold", help="Hand-labelled gold set.")] = Path("evals/gold.jsonl"),
+    papers: Annotated[Path, typer.Option("--papers", help="Folder of paper files the gold set was drawn from.")] = Path(
+        "examples/seeds"
+    ),
+    replay: Annotated[Path, typer.Option("--replay", help="Replay store of model outcomes.")] = Path(
+        "cache/replay/gold.jsonl"
+    ),
+    no_replay: Annotated[bool, typer.Option("--no-replay", help="Ignore the replay store; run the model.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where report.json and report.md go.")] = Path("evals"),
+    baseline: Annotated[Path, typer.Option("--baseline")] = Path("evals/baseline.json"),
+    gate: Annotated[Path, typer.Option("--gate", help="Gate rules (floors, tests).")] = Path("evals/gate.toml"),
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Score the pipeline on the gold set; with --check, fail on a significant regression."""
+    import asyncio
+
+    from .evaluate import evaluate
+    from .render import render_eval
+
+    settings = _settings(
+        backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir, no_cache=no_cache
+    )
+    try:
+        outcome = asyncio.run(
+            evaluate(
+                settings,
+                gold_path=gold,
+                paper_files=sorted(p for p in papers.iterdir() if p.is_file()) if papers.is_dir() else [papers],
+                replay_path=None if no_replay else replay,
+                out_dir=out_dir,
+                baseline_path=baseline,
+                gate_path=gate,
+                check=check,
+                bless=bless,
+            )
+        )
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    out.print(render_eval(outcome))
+    if check and not outcome.passed:
+        raise typer.Exit(1)
+
+
+class LogFormat(StrEnum):
+    rich = "rich"
+    jsonl = "jsonl"
+
+
+@app.command()
+def tag(
+    inputs: Annotated[list[Path], typer.Argument(help="Paper files in any mix of formats (txt dumps, jsonl, csv).")],
+    outdir: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory (records.jsonl, failures.jsonl, manifest, exports).")
+    ],
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Requests in flight.")] = None,
+    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="Client-side requests per minute.")] = None,
+    tpm: Annotated[float | None, typer.Option("--tpm", min=1, help="Client-side tokens per minute.")] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly at this spend (USD).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Stop cleanly at this many tokens.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show counts, tokens and cost; send nothing.")] = False,
+    shard: Annotated[str | None, typer.Option("--shard", help="i/n: this machine's share of the papers.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="rich, or jsonl on stdout.")] = LogFormat.rich,
+    no_export: Annotated[bool, typer.Option("--no-export", help="Skip records.csv/.parquet and digest.md.")] = False,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Tag many papers into OUTDIR; run the same command again to resume an interrupted run.
+
+    Exit codes: 0 all done, 1 error, 2 bad input, 3 stopped by a budget, 4 done but some papers failed, 130 interrupted.
+    """
+    from .batch import Shard, run_tag_sync
+    from .progress import EXIT_INTERRUPTED, make_sink, render_summary
+    from .progress import LogFormat as LogFormatName
+
+    try:
+        settings = _settings(
+            backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir,
+            no_cache=no_cache, concurrency=concurrency, requests_per_minute=rpm, tokens_per_minute=tpm,
+            max_cost_usd=max_cost, max_total_tokens=max_tokens,
+        )  # fmt: skip
+        chosen = Shard.parse(shard) if shard else None
+        # A dry run has no progress to show: only its input errors, then the plan.
+        display: LogFormatName = "jsonl" if log_format is LogFormat.jsonl else "quiet" if dry_run else "rich"
+        with make_sink(display, quiet=quiet) as sink:
+            summary = run_tag_sync(
+                inputs, outdir, settings, shard=chosen, dry_run=dry_run, export=not no_export, sink=sink
+            )
+    except KeyboardInterrupt:
+        err.print(f"interrupted: what is done is in {outdir}; run the same command again to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    if log_format is LogFormat.rich and (dry_run or not quiet):
+        out.print(render_summary(summary))
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("export")
+def export_command(
+    outdir: Annotated[Path, typer.Argument(help="A run directory written by `summarizer tag`.")],
+    formats: Annotated[
+        list[str] | None, typer.Option("--format", "-f", help="csv, parquet or md; repeat for several (default all).")
+    ] = None,
+) -> None:
+    """Regenerate records.csv, records.parquet and digest.md from OUTDIR/records.jsonl."""
+    from .export import FORMATS, export_run
+
+    try:
+        written = export_run(outdir, formats=formats or FORMATS)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    for path in written.values():
+        out.print(f"wrote {path}", highlight=False)
 
 
 def main() -> None:

@@ -32,6 +32,21 @@ def sentences_of(messages: list[dict[str, str]]) -> list[str]:
     return [m.group(2) for m in _SENTENCE_LINE.finditer(messages[-1]["content"])]
 
 
+def names_of(messages: list[dict[str, str]]) -> list[str]:
+    """The candidate names the default user prompt lists for the model to choose from."""
+    content = messages[-1]["content"]
+    if "Names in the abstract" not in content:
+        return []
+    listed = content.split("Names in the abstract", 1)[1].splitlines()[1:]
+    names = []
+    for line in listed:
+        if not line.startswith("- "):
+            break
+        if not line.startswith("- (none"):
+            names.append(line[2:])
+    return names
+
+
 def valid_answer(messages: list[dict[str, str]], *, category: str = "learning_from_feedback") -> dict[str, Any]:
     """A schema-valid answer for whatever paper the messages carry (content is not meaningful)."""
     sentences = sentences_of(messages)
@@ -42,9 +57,8 @@ def valid_answer(messages: list[dict[str, str]], *, category: str = "learning_fr
         "contribution_type": "new_method",
         "method_name": None,
         "method_description": f"Studies {title.group(1) if title else 'the problem'}."[:300],
-        "method_sentence": None,
         "datasets": [],
-        "claims": [{"statement": "The paper reports its main finding.", "sentence": len(sentences) or 1}],
+        "claims": [{"sentence": len(sentences) or 1, "statement": "The paper reports its main finding."}],
         "category_reasoning": "The paper is about aligning models with human preferences.",
         "about_ai_alignment": category != "not_alignment",
         "primary_category": category,

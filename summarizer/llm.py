@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import socket
@@ -55,6 +56,7 @@ class CallStats:
 @dataclass
 class _Call:
     schema: dict[str, Any]
+    system: str | None = None
     stats: CallStats = field(default_factory=CallStats)
 
 
@@ -101,7 +103,7 @@ class Backend(Protocol):
 def _is_transient(exc: BaseException) -> bool:
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, json.JSONDecodeError)):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408
@@ -247,19 +249,34 @@ class OpenAIBackend:
             # llama-cpp-python's server rejects type=json_schema but constrains decoding to a
             # schema given this way, so the output always parses.
             kwargs["response_format"] = {"type": "json_object", "schema": call.schema}
+            if call.system is not None:
+                # instructor's JSON mode appends the schema to the system prompt. The grammar
+                # already enforces it, and the schema's per-paper enums would make the prompt
+                # prefix differ per paper, defeating llama.cpp's KV-cache reuse.
+                messages = [dict(m) for m in kwargs["messages"]]
+                messages[0]["content"] = call.system
+                kwargs["messages"] = messages
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self._settings.max_retries + 1),
             wait=_WaitHonouringRetryAfter(1.0, self._settings.retry_max_wait_s),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                if stats is not None:
-                    stats.requests += 1
-                    if attempt.retry_state.attempt_number > 1:
-                        stats.transport_retries += 1
-                response = await self._client.chat.completions.create(**kwargs)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if stats is not None:
+                        stats.requests += 1
+                        if attempt.retry_state.attempt_number > 1:
+                            stats.transport_retries += 1
+                    response = await self._client.chat.completions.create(**kwargs)
+        except json.JSONDecodeError as exc:
+            # A 200 whose body is not JSON (a proxy's error page, a cut connection) is the
+            # transport's fault, not the model's: it must not be spent as a re-ask.
+            requests = stats.requests if stats is not None else 1
+            raise TransportError(
+                f"the server answered with a body that is not JSON after {requests} request(s)", attempts=requests
+            ) from exc
         if stats is not None:
             stats.model_calls += 1
         return response
@@ -276,7 +293,8 @@ class OpenAIBackend:
 
         self._ensure_client()
         model = await self.resolve_model()
-        call = _Call(schema=response_model.model_json_schema())
+        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+        call = _Call(schema=response_model.model_json_schema(), system=system)
         token = _CURRENT_CALL.set(call)
         try:
             value = await self._create(
@@ -296,6 +314,8 @@ class OpenAIBackend:
                 last_completion=_text_of(exc.last_completion),
                 usage=_usage_of(exc.last_completion).model_dump(),
             ) from exc
+        except TransportError:
+            raise
         except Exception as exc:
             if _is_status(exc):
                 raise _transport_error(exc, call.stats) from exc
@@ -364,6 +384,10 @@ def _transport_error(exc: BaseException, stats: CallStats) -> TransportError:
 def _as_llm_error(exc: Any, stats: CallStats) -> LLMError:
     cause = exc.__cause__
     usage = _usage_of_total(getattr(exc, "total_usage", None))
+    if isinstance(cause, TransportError):
+        cause.usage = usage.model_dump()
+        cause.reasks = max(stats.model_calls - 1, 0)
+        return cause
     if cause is not None and _is_status(cause):
         error = _transport_error(cause, stats)
         error.usage = usage.model_dump()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from .schemas import Result
+
+if TYPE_CHECKING:
+    from .evaluate import EvalOutcome
 
 
 def render_result(result: Result) -> RenderableType:
@@ -48,3 +53,28 @@ def render_result(result: Result) -> RenderableType:
         f"{prov.usage.prompt_tokens}+{prov.usage.completion_tokens} tokens · {cache}"
     )
     return Panel(Group(*parts), title=Text(record.title, style="bold"), subtitle=Text(footer, style="dim"), expand=True)
+
+
+def render_eval(outcome: EvalOutcome) -> RenderableType:
+    run = outcome.run
+    table = Table(title=f"{run.model} · prompt {run.prompt_hash[:8]} · {run.replayed} replayed, {run.live} live")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for name, m in run.summary["metrics"].items():
+        low, high = m["ci95"]
+        table.add_row(name, f"{m['value']:.3f}", f"[{low:.3f}, {high:.3f}]")
+    parts: list[RenderableType] = [table]
+    if outcome.findings:
+        gate = Table(title="regression gate")
+        gate.add_column("metric")
+        gate.add_column("result")
+        gate.add_column("detail")
+        colour = {"fail": "bold red", "warn": "yellow", "ok": "green"}
+        for f in outcome.findings:
+            gate.add_row(f.metric, Text(f.level, style=colour[f.level]), Text(f.message))
+        parts.append(gate)
+        verdict = "PASSED" if outcome.passed else "FAILED"
+        parts.append(Text(f"gate {verdict}", style="bold green" if outcome.passed else "bold red"))
+    parts.append(Text("wrote " + ", ".join(outcome.written), style="dim"))
+    return Group(*parts)

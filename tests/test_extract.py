@@ -61,9 +61,8 @@ def test_truncation_warns_and_cuts_at_a_sentence() -> None:
 async def test_quotes_are_resolved_from_sentence_numbers(tmp_path: Path) -> None:
     def answer(messages: list[dict[str, str]]) -> dict[str, Any]:
         data = valid_answer(messages)
-        data["claims"] = [{"statement": "Four principles.", "sentence": 4}]
+        data["claims"] = [{"sentence": 4, "statement": "Four principles."}]
         data["method_name"] = "RICE"
-        data["method_sentence"] = 4
         return data
 
     async with make(tmp_path, FakeBackend(responder=answer)) as ex:
@@ -97,7 +96,7 @@ async def test_out_of_range_sentence_is_rejected(tmp_path: Path) -> None:
         outcome = await ex.extract_or_failure(paper())
     assert isinstance(outcome, Failure)
     assert outcome.error == "ExtractionFailed"
-    assert "does not exist" in outcome.reason
+    assert "claims.0.sentence" in outcome.reason and "Input should be" in outcome.reason
     assert outcome.reasks == 1 and outcome.attempts == 2
 
 

@@ -1,0 +1,98 @@
+"""Turn lists of research papers into verified, typed records.
+
+`import summarizer` stays cheap: the names below are loaded on first use, and nothing here
+imports openai or instructor (the model path loads them when it first calls a model).
+
+    from summarizer import Settings, run_tag_sync
+    summary = run_tag_sync(["papers.jsonl"], "out/", Settings(base_url="http://localhost:8080/v1"))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BudgetExceeded,
+    CacheError,
+    ConfigError,
+    ExtractionFailed,
+    InputError,
+    LLMError,
+    ModelFileError,
+    OutputError,
+    PromptError,
+    SummarizerError,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from .batch import Shard, run_tag, run_tag_sync
+    from .export import export_run
+    from .extract import Extractor
+    from .progress import Plan, RunSummary
+    from .schemas import Failure, Paper, PaperRecord, Provenance, Result, Usage
+    from .settings import Settings
+    from .sources import read_inputs, read_papers
+
+_LAZY = {
+    "Settings": "settings",
+    "Paper": "schemas",
+    "PaperRecord": "schemas",
+    "Result": "schemas",
+    "Failure": "schemas",
+    "Provenance": "schemas",
+    "Usage": "schemas",
+    "Extractor": "extract",
+    "read_inputs": "sources",
+    "read_papers": "sources",
+    "run_tag": "batch",
+    "run_tag_sync": "batch",
+    "Shard": "batch",
+    "RunSummary": "progress",
+    "Plan": "progress",
+    "export_run": "export",
+}
+
+__all__ = [
+    "BudgetExceeded",
+    "CacheError",
+    "ConfigError",
+    "ExtractionFailed",
+    "Extractor",
+    "Failure",
+    "InputError",
+    "LLMError",
+    "ModelFileError",
+    "OutputError",
+    "Paper",
+    "PaperRecord",
+    "Plan",
+    "PromptError",
+    "Provenance",
+    "Result",
+    "RunSummary",
+    "Settings",
+    "Shard",
+    "SummarizerError",
+    "TransportError",
+    "Usage",
+    "export_run",
+    "read_inputs",
+    "read_papers",
+    "run_tag",
+    "run_tag_sync",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'summarizer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

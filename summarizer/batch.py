@@ -1,0 +1,594 @@
+"""Batch tagging runs: many papers in, an append-only records.jsonl out, resumable, within a budget.
+
+The run directory is the state. records.jsonl only ever gains whole lines (a failed write
+is cut back; a line torn by a crash is cut off on the next start), so "the papers already
+done" is simply the ids in it, and a re-run of the same command continues where the last
+one stopped. failures.jsonl holds one line per paper that is failed *now*: a paper that
+later succeeds is removed from it (atomic rewrite), and its papers are retried on resume.
+
+Cache hits are the common case of a re-run and are served without rendering prompts,
+validating records or creating a task per paper: key, raw cache read, one write per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ParamSpec
+from urllib.parse import urlsplit
+
+from aiolimiter import AsyncLimiter
+
+from .cache import canonical_json
+from .errors import ConfigError, InputError, OutputError, SummarizerError
+from .export import (
+    MANIFEST,
+    RECORDS,
+    FailureLog,
+    LineAppender,
+    atomic_write,
+    export_run,
+    file_digest,
+    iter_json_lines,
+    open_run_dir,
+    record_id,
+)
+from .extract import Extractor
+from .llm import Backend
+from .progress import (
+    BudgetReached,
+    CacheHits,
+    InputProblem,
+    Notice,
+    PaperDone,
+    PaperFailed,
+    Plan,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    Sink,
+    Status,
+)
+from .schemas import Failure, Paper, Result, Usage
+from .settings import Settings
+from .sources import read_inputs
+
+_P = ParamSpec("_P")
+DEFAULT_PRICES = Path(__file__).with_name("prices.toml")
+_CHUNK = 512  # cache hits served per step: large enough to amortise a write, small enough to keep the loop live
+_CHECKPOINT_S = 2.0  # how often the manifest and failures.jsonl are brought up to date during a run
+_NOT_HIT, _HIT = '"cache_hit":false', '"cache_hit":true'
+_OPERATIONAL = (
+    "requests_per_minute", "tokens_per_minute", "max_retries", "timeout_s", "use_cache", "max_cost_usd",
+    "max_total_tokens",
+)  # fmt: skip
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------------------
+# Shards and prices
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Paper `i` of `n` (1-based): a deterministic split by paper id, so n machines share a run."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.count:
+            raise ConfigError(f"shard {self.index}/{self.count}: need 1 ≤ i ≤ n")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        i, sep, n = text.partition("/")
+        if not sep or not i.strip().isdigit() or not n.strip().isdigit():
+            raise ConfigError(f"--shard expects i/n with 1 ≤ i ≤ n (e.g. 2/4), got {text!r}")
+        return cls(int(i), int(n))
+
+    def owns(self, paper_id: str) -> bool:
+        try:
+            number = int(paper_id, 16)
+        except ValueError:  # ids from `read_inputs` are hex; a caller's own ids may not be
+            number = int(hashlib.sha256(paper_id.encode()).hexdigest()[:12], 16)
+        return number % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens of one model."""
+
+    model: str
+    input_per_m: float
+    output_per_m: float
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.prompt_tokens * self.input_per_m + usage.completion_tokens * self.output_per_m) / 1e6
+
+
+def load_prices(path: Path | None = None) -> dict[str, Any]:
+    source = path or DEFAULT_PRICES
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read price table {source}: {exc}") from exc
+    for model, entry in data.get("models", {}).items():
+        ok = isinstance(entry, dict) and all(isinstance(entry.get(k), int | float) for k in ("input", "output"))
+        if not ok or entry["input"] < 0 or entry["output"] < 0:
+            raise ConfigError(f"price table {source}: model {model!r} needs input and output prices ≥ 0")
+    return data
+
+
+def price_for(identity: dict[str, str], settings: Settings) -> Price | None:
+    """The model's price, 0 for local models, or None when unknown (cost is then not estimated)."""
+    table = load_prices(settings.price_table_path)
+    models: dict[str, dict[str, float]] = table.get("models", {})
+    model = identity.get("model", "")
+    # Dated snapshots ("gpt-4o-mini-2024-07-18") take the price of their family.
+    names = [m for m in models if model == m or model.startswith(m + "-")]
+    if names:
+        entry = models[max(names, key=len)]
+        return Price(model, float(entry["input"]), float(entry["output"]))
+    host = urlsplit(identity.get("base_url", "")).hostname
+    if identity.get("backend") in table.get("free_backends", []) or host in table.get("free_hosts", []):
+        return Price(model or identity.get("backend", ""), 0.0, 0.0)
+    return None
+
+
+def estimate_usage(extractor: Extractor, paper: Paper) -> Usage:
+    """Tokens a paper should cost: chars/4 of its rendered prompt plus a fixed expected answer."""
+    try:
+        chars = sum(len(m["content"]) for m in extractor.prepare(paper).messages)
+    except SummarizerError:
+        chars = 0  # an unusable paper fails before any call
+    return Usage(prompt_tokens=chars // 4, completion_tokens=extractor.settings.expected_output_tokens)
+
+
+# --------------------------------------------------------------------------------------
+# The run
+
+
+class _Run:
+    def __init__(
+        self,
+        extractor: Extractor,
+        outdir: Path,
+        emit: Sink,
+        price: Price | None,
+        summary: RunSummary,
+        manifest_base: dict[str, Any],
+    ) -> None:
+        self.ex = extractor
+        self.settings = extractor.settings
+        self.outdir = outdir
+        self.emit = emit
+        self.price = price
+        self.summary = summary
+        self.manifest_base = manifest_base
+        self.started = time.monotonic()
+        self.reserved = Usage()
+        self.reserved_cost = 0.0
+        self._last_checkpoint = 0.0
+        s = self.settings
+        self.rpm = AsyncLimiter(s.requests_per_minute, 60) if s.requests_per_minute else None
+        self.tpm = AsyncLimiter(s.tokens_per_minute, 60) if s.tokens_per_minute else None
+        # Estimating renders the prompt: only worth it when a budget or token limit reads it.
+        self.estimating = bool(s.max_total_tokens or s.max_cost_usd or s.tokens_per_minute)
+        self.records: LineAppender | None = None
+        self.failures: FailureLog | None = None
+
+    # -- budget ---------------------------------------------------------------------
+    def _reserve(self, estimate: Usage) -> str | None:
+        """Reserve a paper's estimated spend, or say which budget it would break."""
+        s, spent = self.settings, self.summary.usage
+        if s.max_total_tokens is not None:
+            projected = spent.total_tokens + self.reserved.total_tokens + estimate.total_tokens
+            if projected > s.max_total_tokens:
+                return (
+                    f"token budget {s.max_total_tokens:,}: {spent.total_tokens:,} spent, "
+                    f"{self.reserved.total_tokens:,} in flight, next paper needs ~{estimate.total_tokens:,}"
+                )
+        cost = self.price.cost(estimate) if self.price else 0.0
+        if s.max_cost_usd is not None:
+            so_far = self.summary.cost_usd or 0.0
+            if so_far + self.reserved_cost + cost > s.max_cost_usd:
+                return f"cost budget ${s.max_cost_usd:g}: ${so_far:.4f} spent, next paper needs ~${cost:.4f}"
+        self.reserved += estimate
+        self.reserved_cost += cost
+        return None
+
+    def _release(self, estimate: Usage) -> None:
+        self.reserved = Usage(
+            prompt_tokens=self.reserved.prompt_tokens - estimate.prompt_tokens,
+            completion_tokens=self.reserved.completion_tokens - estimate.completion_tokens,
+        )
+        self.reserved_cost -= self.price.cost(estimate) if self.price else 0.0
+
+    def _charge(self, usage: Usage) -> float | None:
+        self.summary.usage += usage
+        if self.price is None:
+            self.summary.cost_usd = None
+            return None
+        cost = self.price.cost(usage)
+        if self.summary.cost_usd is not None:
+            self.summary.cost_usd += cost
+        return cost
+
+    # -- the work -------------------------------------------------------------------
+    async def execute(self, papers: list[Paper], concurrency: int) -> None:
+        queue: asyncio.Queue[Paper | None] = asyncio.Queue()
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(concurrency)]
+        try:
+            await self._serve_cached(papers, queue)
+            for _ in workers:
+                queue.put_nowait(None)
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _serve_cached(self, papers: list[Paper], queue: asyncio.Queue[Paper | None]) -> None:
+        """Copy cache hits straight to records.jsonl; hand the misses to the workers as found."""
+        cache, key_for = self.ex.cache, self.ex.key_for
+        assert self.records is not None and self.failures is not None
+        if cache is None:
+            for paper in papers:
+                queue.put_nowait(paper)
+            return
+        for start in range(0, len(papers), _CHUNK):
+            lines: list[str] = []
+            for paper in papers[start : start + _CHUNK]:
+                raw = cache.get_raw(key_for(paper))
+                # The id check guards against a foreign or damaged cache entry: never write it.
+                if raw is None or f'"paper_id":"{paper.id}"' not in raw or "\n" in raw:
+                    queue.put_nowait(paper)
+                    continue
+                lines.append(raw.replace(_NOT_HIT, _HIT, 1) if _NOT_HIT in raw else _mark_hit(raw))
+                if self.failures.entries:
+                    self.failures.discard(paper.id)
+            if lines:
+                self.records.write(("\n".join(lines) + "\n").encode("utf-8"))
+                self.summary.done += len(lines)
+                self.summary.cached += len(lines)
+                self.emit(CacheHits(len(lines)))
+                self._checkpoint()
+            await asyncio.sleep(0)  # let the workers send the misses found so far
+
+    async def _worker(self, queue: asyncio.Queue[Paper | None]) -> None:
+        while (paper := await queue.get()) is not None:
+            if self.summary.stop_reason is not None:
+                self.summary.not_attempted += 1
+                continue
+            estimate = estimate_usage(self.ex, paper) if self.estimating else Usage()
+            reason = self._reserve(estimate)
+            if reason is not None:
+                self.summary.stop_reason = reason
+                self.summary.not_attempted += 1
+                self.emit(BudgetReached(reason))
+                continue
+            try:
+                if self.rpm is not None:
+                    await self.rpm.acquire()
+                if self.tpm is not None:
+                    await self.tpm.acquire(min(float(estimate.total_tokens), self.tpm.max_rate))
+                outcome = await self._extract(paper)
+            finally:
+                self._release(estimate)
+            self._finish(paper, outcome)
+            await self._settle_limits(outcome, estimate)
+
+    async def _extract(self, paper: Paper) -> Result | Failure:
+        try:
+            return await self.ex.extract_or_failure(paper)
+        except SummarizerError:
+            raise  # configuration, cache or prompt trouble: every paper would hit it
+        except Exception as exc:  # an unexpected client error costs one paper, not the run
+            reason = str(exc) or repr(exc)
+            return Failure(
+                paper_id=paper.id,
+                title=paper.title,
+                error=type(exc).__name__,
+                reason=reason[:2000],
+                source=paper.source,
+                line=paper.line,
+                finished_at=_now(),
+            )
+
+    async def _settle_limits(self, outcome: Result | Failure, estimate: Usage) -> None:
+        # Re-asks and transport retries were requests too, and the answer may have been
+        # longer than estimated: charge the limiters after the fact, so the next request waits.
+        usage = outcome.provenance.usage if isinstance(outcome, Result) else outcome.usage
+        attempts = outcome.provenance.attempts if isinstance(outcome, Result) else outcome.attempts
+        if self.rpm is not None:
+            for _ in range(max(attempts - 1, 0)):
+                await self.rpm.acquire()
+        extra = usage.total_tokens - estimate.total_tokens
+        if self.tpm is not None and extra > 0:
+            await self.tpm.acquire(min(float(extra), self.tpm.max_rate))
+
+    def _finish(self, paper: Paper, outcome: Result | Failure) -> None:
+        assert self.records is not None and self.failures is not None
+        if isinstance(outcome, Result):
+            prov = outcome.provenance
+            self.records.write((canonical_json(outcome.model_dump(mode="json")) + "\n").encode("utf-8"))
+            self.failures.discard(paper.id)
+            self.summary.done += 1
+            self.summary.cached += prov.cache_hit
+            u = Usage() if prov.cache_hit else prov.usage  # a hit costs this run nothing
+            cost = self._charge(u)
+            hit, latency, attempts = prov.cache_hit, prov.latency_s, prov.attempts
+            self.emit(
+                PaperDone(paper.id, paper.title, hit, u.prompt_tokens, u.completion_tokens, cost, latency, attempts)
+            )
+        else:
+            self.failures.add(paper.id, outcome.model_dump_json() + "\n")
+            self.summary.failed += 1
+            u, error, reason = outcome.usage, outcome.error, outcome.reason
+            cost = self._charge(u)
+            self.emit(PaperFailed(paper.id, paper.title, error, reason, u.prompt_tokens, u.completion_tokens, cost))
+        self._checkpoint()
+
+    # -- durable state ----------------------------------------------------------------
+    def _checkpoint(self, *, force: bool = False, status: Status = "running") -> None:
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < _CHECKPOINT_S:
+            return
+        self._last_checkpoint = now
+        if self.failures is not None:
+            self.failures.flush()
+        if self.records is not None:
+            self.records.sync()
+        self.summary.elapsed_s = round(now - self.started, 3)
+        atomic_write(self.outdir / MANIFEST, json.dumps(self.manifest(status), indent=2, ensure_ascii=False) + "\n")
+
+    def manifest(self, status: Status) -> dict[str, Any]:
+        s, base = self.summary, self.manifest_base
+        prior = base.get("prior", {})
+        cost = s.cost_usd
+        prior_cost = prior.get("cost_usd", 0.0)
+        return {
+            **{k: v for k, v in base.items() if k != "prior"},
+            "status": status,
+            "stop_reason": s.stop_reason,
+            "finished_at": None if status == "running" else _now(),
+            "elapsed_s": s.elapsed_s,
+            "counts": {
+                "papers": s.papers,
+                "done": s.done,
+                "cached": s.cached,
+                "failed": s.failed,
+                "skipped_already_done": s.skipped,
+                "not_attempted": s.not_attempted,
+            },
+            "tokens": {**s.usage.model_dump(), "total_tokens": s.usage.total_tokens},
+            "cost_usd": None if cost is None else round(cost, 6),
+            "cumulative": {  # over every run into this directory, this one included
+                "runs": prior.get("runs", 0) + 1,
+                "prompt_tokens": prior.get("prompt_tokens", 0) + s.usage.prompt_tokens,
+                "completion_tokens": prior.get("completion_tokens", 0) + s.usage.completion_tokens,
+                "cost_usd": None if cost is None or prior_cost is None else round(prior_cost + cost, 6),
+            },
+        }
+
+
+def _mark_hit(raw: str) -> str:
+    """Slow path for a cache entry not in canonical form (an older writer): parse and re-dump."""
+    value = json.loads(raw)
+    value["provenance"]["cache_hit"] = True
+    return canonical_json(value)
+
+
+def _prior_totals(outdir: Path) -> dict[str, Any]:
+    try:
+        old = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
+        cumulative = old.get("cumulative", {})
+        return cumulative if isinstance(cumulative, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _plan(extractor: Extractor, papers: list[Paper], done: set[str], price: Price | None) -> Plan:
+    pending = [p for p in papers if p.id not in done]
+    cache = extractor.cache
+    cached = sent = prompt = 0
+    for paper in pending:
+        if cache is not None and extractor.key_for(paper) in cache:
+            cached += 1
+        else:
+            sent += 1
+            prompt += estimate_usage(extractor, paper).prompt_tokens
+    usage = Usage(prompt_tokens=prompt, completion_tokens=sent * extractor.settings.expected_output_tokens)
+    cost, skipped, label = price.cost(usage) if price else None, len(papers) - len(pending), extractor.backend.label
+    return Plan(len(papers), skipped, cached, sent, usage.prompt_tokens, usage.completion_tokens, cost, label)
+
+
+def _settings_record(extractor: Extractor, concurrency: int, price: Price | None) -> dict[str, Any]:
+    """The settings that decide what a run produces and costs. Never a secret: listed, not dumped."""
+    s = extractor.settings
+    return {
+        "backend": extractor.backend.identity,  # base URLs in identities are already redacted
+        "model": extractor.backend.label,
+        "prompt_hash": extractor.prompts.content_hash,
+        "taxonomy_hash": extractor.taxonomy.content_hash,
+        "schema_hash": extractor.schema_hash,
+        "sampling": s.sampling(),
+        "concurrency": concurrency,
+        **{name: getattr(s, name) for name in _OPERATIONAL},
+        "cache_dir": str(s.cache_dir),
+        "price_per_million": None if price is None else {"input": price.input_per_m, "output": price.output_per_m},
+    }
+
+
+def _lock(outdir: Path) -> Any:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(outdir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputError(
+            f"another run is writing {outdir} (lock {outdir / '.lock'} is held); wait for it to finish "
+            "or use another output directory"
+        ) from None
+    return lock
+
+
+async def run_tag(
+    inputs: Sequence[Path | str],
+    outdir: Path | str,
+    settings: Settings | None = None,
+    *,
+    shard: Shard | None = None,
+    dry_run: bool = False,
+    export: bool = True,
+    backend: Backend | None = None,
+    sink: Sink | None = None,
+) -> RunSummary:
+    """Tag every paper in `inputs` into `outdir`, resuming whatever a previous run left there.
+
+    Raises `InputError` for an unreadable input file, `OutputError` when `outdir` is locked by
+    another run or cannot be written, `ConfigError` for unusable settings. A budget stop is
+    not an error: it returns with `status == "budget_exhausted"`.
+    """
+    settings = settings or Settings()
+    emit: Sink = sink or (lambda event: None)
+    directory = Path(outdir)
+    clock = time.monotonic()
+    problems: list[InputError] = []
+    papers = read_inputs(inputs, on_error=problems.append)
+    for problem in problems:
+        emit(InputProblem(str(problem.path) if problem.path else None, problem.line, problem.reason))
+    if shard is not None:
+        papers = [p for p in papers if shard.owns(p.id)]
+    summary = RunSummary(outdir=str(directory), status="running", papers=len(papers))
+    summary.input_errors = [
+        {"path": str(p.path) if p.path else None, "line": p.line, "reason": p.reason} for p in problems
+    ]
+
+    async with Extractor(settings, backend=backend) as extractor:
+        price = price_for(extractor.backend.identity, settings)
+        if settings.max_cost_usd is not None and price is None:
+            raise ConfigError(
+                f"--max-cost needs a price for {extractor.backend.label}; add it to a price table "
+                "(SUMMARIZER_PRICE_TABLE_PATH) or use --max-tokens"
+            )
+        if dry_run:
+            done = {pid for _, v, _ in iter_json_lines(directory / RECORDS) if (pid := record_id(v))}
+            summary.plan = _plan(extractor, papers, done, price)
+            summary.status, summary.skipped = "dry_run", summary.plan.already_done
+            summary.cost_usd, summary.elapsed_s = None, round(time.monotonic() - clock, 3)
+            emit(RunFinished(summary.to_dict()))
+            return summary
+        # Embedded: one generation at a time, and its KV-cache re-use wants requests in sequence.
+        concurrency = 1 if extractor.backend.identity.get("backend") == "embedded" else settings.concurrency
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
+        lock = _lock(directory)
+        run: _Run | None = None
+        try:
+            done, records, failures, notes = open_run_dir(directory)
+            for note in notes:
+                emit(Notice(note))
+            pending = [p for p in papers if p.id not in done]
+            summary.skipped = len(papers) - len(pending)
+            base = {
+                "version": 1,
+                "started_at": _now(),
+                "inputs": [file_digest(Path(p)) for p in inputs],
+                "input_errors": summary.input_errors,
+                "shard": None if shard is None else str(shard),
+                "settings": _settings_record(extractor, concurrency, price),
+                "prior": _prior_totals(directory),
+            }
+            run = _Run(extractor, directory, emit, price, summary, base)
+            run.records, run.failures = records, failures
+            run._checkpoint(force=True)
+            emit(
+                RunStarted(
+                    outdir=str(directory),
+                    papers=len(papers),
+                    already_done=summary.skipped,
+                    to_do=len(pending),
+                    concurrency=concurrency,
+                    model=extractor.backend.label,
+                    shard=None if shard is None else str(shard),
+                )
+            )
+            status: Status = "error"
+            try:
+                await run.execute(pending, concurrency)
+                status = "budget_exhausted" if summary.stop_reason else "completed"
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                status = "interrupted"
+                raise
+            except Exception as exc:
+                summary.stop_reason = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                summary.status = status
+                crashed = summary.status == "error"
+                # After an error (a full disk, say) the manifest may not be writable either;
+                # that must not hide the error itself.
+                with contextlib.suppress(*((SummarizerError,) if crashed else ())):
+                    try:
+                        run._checkpoint(force=True, status=status)
+                    finally:
+                        failures.close()
+                        records.close()
+                if status == "interrupted":
+                    emit(RunFinished(summary.to_dict()))
+        finally:
+            lock.release()
+    if export:
+        summary.outputs = {k: str(v) for k, v in export_run(directory).items()}
+    summary.elapsed_s = round(time.monotonic() - clock, 3)
+    emit(RunFinished(summary.to_dict()))
+    return summary
+
+
+def _blocking(fn: Callable[_P, Coroutine[Any, Any, RunSummary]]) -> Callable[_P, RunSummary]:
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> RunSummary:
+        try:
+            return asyncio.run(_cancel_on_sigterm(fn(*args, **kwargs)))
+        except asyncio.CancelledError:  # SIGTERM: reported like Ctrl-C, so callers handle one thing
+            raise KeyboardInterrupt from None
+
+    return call
+
+
+#: `run_tag` for synchronous callers; SIGTERM stops the run like Ctrl-C (cleanly, resumable).
+run_tag_sync = _blocking(run_tag)
+
+
+async def _cancel_on_sigterm(work: Coroutine[Any, Any, RunSummary]) -> RunSummary:
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    installed = False
+    if task is not None and threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            installed = True
+    try:
+        return await work
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)

@@ -1,0 +1,444 @@
+"""The run directory's files: crash-safe logs, and the exports derived from them.
+
+records.jsonl is the source of truth. It only ever gains whole lines: a failed write is
+cut back, and a line torn by a crash is cut off before the next run appends. Everything
+else is derived from it and can be rebuilt at any time (`summarizer export OUTDIR`): CSV,
+Parquet and a Markdown digest. Every derived file is written to a temporary name and
+renamed, so a reader never sees half of one and a crash leaves the previous one in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import OutputError
+from .schemas import Failure, Result, normalise_ws
+
+RECORDS = "records.jsonl"
+FAILURES = "failures.jsonl"
+MANIFEST = "manifest.json"
+CSV_FILE = "records.csv"
+PARQUET_FILE = "records.parquet"
+DIGEST_FILE = "digest.md"
+FORMATS = ("csv", "parquet", "md")
+
+
+# --------------------------------------------------------------------------------------
+# Run-directory files
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `path` so that it holds either its old content or all of `data`, never a mix."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, parsed object or None when unparseable, raw line) for each non-empty line.
+
+    A line without its newline is one a crash cut short: it is reported as unparseable even
+    if it happens to parse, because its writer never finished it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    lines = text.split("\n")
+    last = len(lines) - 1
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        value: dict[str, Any] | None = None
+        if number - 1 != last:
+            try:
+                parsed = json.loads(line)
+            except json.JSONDecodeError:
+                parsed = None
+            value = parsed if isinstance(parsed, dict) else None
+        yield number, value, line
+
+
+def record_id(value: dict[str, Any] | None) -> str | None:
+    """The paper id of one records.jsonl object, or None when it is not a record."""
+    record = value.get("record") if value else None
+    pid = record.get("paper_id") if isinstance(record, dict) else None
+    return pid if isinstance(pid, str) and pid else None
+
+
+def failure_id(value: dict[str, Any] | None) -> str | None:
+    pid = value.get("paper_id") if value else None
+    return pid if isinstance(pid, str) and pid else None
+
+
+def load_results(outdir: Path) -> list[Result]:
+    """The run's records in file order, one per paper (the first wins); bad lines are skipped."""
+    results: list[Result] = []
+    seen: set[str] = set()
+    for _, value, _ in iter_json_lines(outdir / RECORDS):
+        pid = record_id(value)
+        if pid is None or pid in seen:
+            continue
+        try:
+            results.append(Result.model_validate(value))
+        except ValidationError:
+            continue
+        seen.add(pid)
+    return results
+
+
+def load_failures(outdir: Path, *, done: set[str] | None = None) -> list[Failure]:
+    """Papers that are failed now: the latest failure per paper, unless a record exists for it."""
+    latest: dict[str, Failure] = {}
+    for _, value, _ in iter_json_lines(outdir / FAILURES):
+        pid = failure_id(value)
+        if pid is None:
+            continue
+        try:
+            latest[pid] = Failure.model_validate(value)
+        except ValidationError:
+            continue
+    return [f for pid, f in latest.items() if not done or pid not in done]
+
+
+# --------------------------------------------------------------------------------------
+# Crash-safe writing: whole lines only, repaired after a crash
+
+
+class LineAppender:
+    """Appends whole lines; a write that fails half-way is cut back so no torn line stays."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise OutputError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        self._size += len(data)
+
+    def sync(self) -> None:
+        with contextlib.suppress(OSError):
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Drop a last line without its newline (its writer died mid-line); return the bytes dropped."""
+    try:
+        with open(path, "r+b") as fh:
+            size = pos = fh.seek(0, os.SEEK_END)
+            keep = 0
+            while pos > 0:  # backwards, block by block, to the last newline
+                start = max(0, pos - (1 << 16))
+                fh.seek(start)
+                newline = fh.read(pos - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                pos = start
+            if keep < size:
+                fh.truncate(keep)
+                os.fsync(fh.fileno())
+            return size - keep
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise OutputError(f"cannot repair {path}: {exc.strerror or exc}") from exc
+
+
+class FailureLog:
+    """failures.jsonl as one line per currently failed paper (the latest reason)."""
+
+    def __init__(self, path: Path, entries: dict[str, str]) -> None:
+        self.path = path
+        self.entries = entries
+        self.dirty = False
+        self._out = LineAppender(path)
+
+    def add(self, paper_id: str, line: str) -> None:
+        if paper_id in self.entries:
+            self.dirty = True  # the old line must go: rewrite at the next checkpoint
+        else:
+            self._out.write(line.encode("utf-8"))
+        self.entries[paper_id] = line
+
+    def discard(self, paper_id: str) -> None:
+        if self.entries.pop(paper_id, None) is not None:
+            self.dirty = True
+
+    def flush(self) -> None:
+        if self.dirty:
+            self._out.close()
+            atomic_write(self.path, "".join(self.entries.values()))
+            self._out = LineAppender(self.path)
+            self.dirty = False
+
+    def close(self) -> None:
+        self.flush()
+        self._out.close()
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    except OSError as exc:
+        return {"path": str(path), "error": exc.strerror or str(exc)}
+
+
+def open_run_dir(outdir: Path) -> tuple[set[str], LineAppender, FailureLog, list[str]]:
+    """Repair what an interrupted run left; return the done ids, the two logs and what was repaired.
+
+    Callers hold the directory's lock: this rewrites files.
+    """
+    records_path, failures_path = outdir / RECORDS, outdir / FAILURES
+    notes: list[str] = []
+    for path in (records_path, failures_path):
+        cut = cut_torn_tail(path)
+        if cut:
+            notes.append(f"{path.name}: cut off an unfinished last line ({cut} bytes) left by an interrupted run")
+    done: set[str] = set()
+    kept: list[str] = []
+    lines = 0
+    for _, value, line in iter_json_lines(records_path):
+        lines += 1
+        pid = record_id(value)
+        if pid is not None and pid not in done:
+            done.add(pid)
+            kept.append(line + "\n")
+    if len(kept) != lines:
+        notes.append(f"{RECORDS}: dropped unreadable or duplicate lines; their papers are redone")
+        atomic_write(records_path, "".join(kept))
+    failed: dict[str, str] = {}
+    lines = 0
+    for _, value, line in iter_json_lines(failures_path):
+        lines += 1
+        pid = failure_id(value)
+        if pid is not None:
+            failed[pid] = line + "\n"
+    fixed = {pid: line for pid, line in failed.items() if pid not in done}
+    if len(fixed) != lines:  # papers that succeeded after failing, duplicates, bad lines
+        atomic_write(failures_path, "".join(fixed.values()))
+    return done, LineAppender(records_path), FailureLog(failures_path, fixed), notes
+
+
+# --------------------------------------------------------------------------------------
+# Rows: one per paper, lists flattened for spreadsheets plus JSON columns for programs
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("paper_id", "string"),
+    ("title", "string"),
+    ("primary_category", "string"),
+    ("secondary_categories", "string"),
+    ("contribution_type", "string"),
+    ("summary", "string"),
+    ("method_name", "string"),
+    ("method_description", "string"),
+    ("method_evidence", "string"),
+    ("datasets", "string"),
+    ("datasets_json", "string"),
+    ("claims", "string"),
+    ("claims_json", "string"),
+    ("category_rationale", "string"),
+    ("warnings", "string"),
+    ("backend", "string"),
+    ("model", "string"),
+    ("prompt_hash", "string"),
+    ("taxonomy_hash", "string"),
+    ("schema_hash", "string"),
+    ("cache_key", "string"),
+    ("cache_hit", "bool"),
+    ("prompt_tokens", "int64"),
+    ("completion_tokens", "int64"),
+    ("attempts", "int64"),
+    ("reasks", "int64"),
+    ("latency_s", "float64"),
+    ("started_at", "string"),
+    ("finished_at", "string"),
+)
+
+CLAIM_SEPARATOR = " | "
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def row(result: Result) -> dict[str, Any]:
+    r, p = result.record, result.provenance
+    return {
+        "paper_id": r.paper_id,
+        "title": r.title,
+        "primary_category": r.category.primary,
+        "secondary_categories": "; ".join(r.category.secondary),
+        "contribution_type": r.contribution_type,
+        "summary": r.summary,
+        "method_name": r.method.name,
+        "method_description": r.method.description,
+        "method_evidence": r.method.evidence,
+        "datasets": "; ".join(f"{d.name} ({d.role})" for d in r.datasets),
+        "datasets_json": _dump([d.model_dump() for d in r.datasets]),
+        "claims": CLAIM_SEPARATOR.join(normalise_ws(c.statement) for c in r.claims),
+        "claims_json": _dump([c.model_dump() for c in r.claims]),
+        "category_rationale": r.category.rationale,
+        "warnings": "; ".join(r.warnings),
+        "backend": p.backend,
+        "model": p.model,
+        "prompt_hash": p.prompt_hash,
+        "taxonomy_hash": p.taxonomy_hash,
+        "schema_hash": p.schema_hash,
+        "cache_key": p.cache_key,
+        "cache_hit": p.cache_hit,
+        "prompt_tokens": p.usage.prompt_tokens,
+        "completion_tokens": p.usage.completion_tokens,
+        "attempts": p.attempts,
+        "reasks": p.reasks,
+        "latency_s": p.latency_s,
+        "started_at": p.started_at,
+        "finished_at": p.finished_at,
+    }
+
+
+def to_csv(results: Iterable[Result]) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=[name for name, _ in COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        writer.writerow(row(result))
+    return buffer.getvalue()
+
+
+def to_parquet(results: Sequence[Result]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
+    schema = pa.schema([(name, types[kind]) for name, kind in COLUMNS])
+    rows = [row(r) for r in results]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+# --------------------------------------------------------------------------------------
+# Markdown digest
+
+# Characters that Markdown (CommonMark/GFM) or HTML would read as syntax. `&`, `<` and `>`
+# become entities so no tag or entity from a paper can reach a renderer; the rest get a
+# backslash. Escaping only inline text is enough because paper text never starts a line.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md_escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(normalise_ws(text), quote=False))
+
+
+def render_digest(results: Sequence[Result], failures: Sequence[Failure] = (), *, title: str = "Paper digest") -> str:
+    by_category: dict[str, list[Result]] = {}
+    for result in results:
+        by_category.setdefault(result.record.category.primary, []).append(result)
+    counts = Counter({cat: len(items) for cat, items in by_category.items()})
+    order = sorted(counts, key=lambda c: (-counts[c], c))
+    today = datetime.now(UTC).date().isoformat()
+    out: list[str] = [f"# {md_escape(title)}", ""]
+    failed = f" · {len(failures)} failed" if failures else ""
+    plural = "category" if len(counts) == 1 else "categories"
+    out += [f"{len(results)} papers in {len(counts)} {plural}{failed} · {today}", ""]
+    if order:
+        out += ["| Category | Papers |", "|---|---:|"]
+        out += [f"| {md_escape(cat)} | {counts[cat]} |" for cat in order]
+        out.append("")
+    for cat in order:
+        out += [f"## {md_escape(cat)} ({counts[cat]})", ""]
+        for result in sorted(by_category[cat], key=lambda r: r.record.title.casefold()):
+            out += _digest_entry(result)
+        out.append("")
+    if failures:
+        out += [f"## Failed ({len(failures)})", ""]
+        for f in sorted(failures, key=lambda f: f.title.casefold()):
+            out.append(f"- **{md_escape(f.title)}**: {md_escape(f.error)}")
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _digest_entry(result: Result) -> list[str]:
+    r = result.record
+    lines = [f"- **{md_escape(r.title)}**: {md_escape(r.summary)}"]
+    method = md_escape(r.method.description)
+    if r.method.name:
+        method = f"**{md_escape(r.method.name)}**: {method}"
+    lines.append(f"  - Method: {method}")
+    if r.datasets:
+        lines.append("  - Datasets: " + "; ".join(f"{md_escape(d.name)} ({d.role})" for d in r.datasets))
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# The whole export
+
+
+def export_run(outdir: Path | str, *, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
+    """Regenerate records.csv, records.parquet and digest.md from a run directory's records.jsonl."""
+    directory = Path(outdir)
+    if not (directory / RECORDS).is_file():
+        raise OutputError(f"{directory} is not a run directory: it has no {RECORDS}")
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise OutputError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    results = load_results(directory)
+    written: dict[str, Path] = {}
+    if "csv" in formats:
+        written["csv"] = directory / CSV_FILE
+        atomic_write(written["csv"], to_csv(results))
+    if "parquet" in formats:
+        written["parquet"] = directory / PARQUET_FILE
+        atomic_write(written["parquet"], to_parquet(results))
+    if "md" in formats:
+        failures = load_failures(directory, done={r.record.paper_id for r in results})
+        written["md"] = directory / DIGEST_FILE
+        atomic_write(written["md"], render_digest(results, failures))
+    return written

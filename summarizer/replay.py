@@ -1,0 +1,65 @@
+"""A reviewable text store of model outcomes, keyed exactly like the disk cache.
+
+The eval gate runs in CI without network or key: outcomes for the gold set are committed as
+JSON lines (sorted by paper id, so a refresh reads as a diff), and an unchanged prompt,
+taxonomy, schema, model and sampling replays them in seconds. Any change to those changes
+the key, misses the store and runs the model live; the refreshed store is then committed.
+Unlike the disk cache it also keeps failures: a paper that fails must replay as a failure,
+not re-run live on every CI pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .schemas import Failure, Result
+
+
+class ReplayStore:
+    def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
+        self._entries = entries or {}
+
+    @classmethod
+    def load(cls, path: Path) -> ReplayStore:
+        entries: dict[str, dict[str, Any]] = {}
+        if not path.exists():
+            return cls(entries)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                entries[entry["key"]] = entry
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise InputError(f"invalid replay entry: {exc}", path=path, line=number) from exc
+        return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Result | Failure | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if "result" in entry:
+            return Result.model_validate(entry["result"])
+        return Failure.model_validate(entry["failure"])
+
+    def put(self, key: str, paper_id: str, outcome: Result | Failure) -> None:
+        kind = "result" if isinstance(outcome, Result) else "failure"
+        self._entries[key] = {"key": key, "paper_id": paper_id, kind: outcome.model_dump(mode="json")}
+
+    def save(self, path: Path, *, keep: set[str] | None = None) -> None:
+        """Write atomically; entries whose keys are not in `keep` (stale prompts) are dropped."""
+        entries = [e for k, e in self._entries.items() if keep is None or k in keep]
+        entries.sort(key=lambda e: (e["paper_id"], e["key"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for entry in entries:
+                fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
+        tmp.replace(path)
