@@ -484,7 +484,7 @@ async def run_eval(
     store = ReplayStore.load(replay_path) if replay_path is not None else None
     replayed = 0
     outcomes: dict[str, Result | Failure] = {}
-    semaphore = asyncio.Semaphore(settings.concurrency)
+    semaphore = asyncio.Semaphore(min(settings.concurrency, ex.backend.max_concurrency or settings.concurrency))
 
     async def one(g: GoldPaper) -> None:
         nonlocal replayed

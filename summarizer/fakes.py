@@ -94,6 +94,10 @@ class FakeBackend:
     def label(self) -> str:
         return f"fake:{self.model}"
 
+    @property
+    def max_concurrency(self) -> int | None:
+        return None
+
     def _next(self, messages: list[dict[str, str]]) -> Answer:
         if self.queue:
             return self.queue.popleft()

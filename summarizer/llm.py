@@ -84,6 +84,11 @@ class Backend(Protocol):
     @property
     def label(self) -> str: ...
 
+    @property
+    def max_concurrency(self) -> int | None:
+        """Requests worth having in flight at once; None when the server decides."""
+        ...
+
     async def complete(
         self,
         messages: list[dict[str, str]],
@@ -185,6 +190,10 @@ class OpenAIBackend:
     @property
     def mode(self) -> InstructorMode:
         return self._mode
+
+    @property
+    def max_concurrency(self) -> int | None:
+        return None
 
     @property
     def label(self) -> str:
@@ -509,6 +518,12 @@ class EmbeddedBackend:
     @property
     def label(self) -> str:
         return f"embedded:{self._name}"
+
+    @property
+    def max_concurrency(self) -> int | None:
+        # One llama.cpp context generates one answer at a time; queueing more requests only
+        # inflates their measured latency (and risks client timeouts).
+        return 1
 
     @property
     def identity(self) -> dict[str, str]:

@@ -1,0 +1,81 @@
+"""Embedded model: seconds per paper with and without re-use of the shared prompt prefix.
+
+llama.cpp keeps the KV cache of the previous request and re-uses its longest common token
+prefix. Papers share the system prompt (instructions + taxonomy), so from the second paper
+on only the paper's own tokens are processed. To measure the same papers *without* re-use,
+a tiny unrelated request is sent before each paper: it replaces the KV cache, so the next
+paper must process the whole prompt again. Only the paper requests are timed.
+
+    python benchmarks/embedded.py [N_PAPERS]      (default 20; about 25 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+
+from summarizer.extract import Extractor
+from summarizer.llm import EmbeddedBackend
+from summarizer.schemas import Failure, Result
+from summarizer.settings import Settings
+from summarizer.sources import read_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run(papers: list, bust: bool) -> list[tuple[float, int, int, bool]]:
+    settings = Settings(use_cache=False, cache_dir=Path(tempfile.mkdtemp()), concurrency=1)
+    rows = []
+    async with Extractor(settings) as ex:
+        assert isinstance(ex.backend, EmbeddedBackend)
+        # Start the server and warm the prefix once, so both variants start equal.
+        await ex.extract_or_failure(papers[0])
+        server = ex.backend._server
+        assert server is not None
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="x", timeout=600, max_retries=0)
+        for paper in papers[1:]:
+            if bust:
+                await client.chat.completions.create(
+                    model="x", messages=[{"role": "user", "content": "Say OK."}], max_tokens=1
+                )
+            started = time.perf_counter()
+            outcome = await ex.extract_or_failure(paper)
+            elapsed = time.perf_counter() - started
+            if isinstance(outcome, Result):
+                usage = outcome.provenance.usage
+                rows.append((elapsed, usage.prompt_tokens, usage.completion_tokens, True))
+            else:
+                assert isinstance(outcome, Failure)
+                rows.append((elapsed, outcome.usage.prompt_tokens, outcome.usage.completion_tokens, False))
+        await client.close()
+    return rows
+
+
+def report(name: str, rows: list[tuple[float, int, int, bool]]) -> float:
+    mean = statistics.mean(r[0] for r in rows)
+    print(
+        f"{name:>16}: {mean:6.1f} s/paper (median {statistics.median(r[0] for r in rows):.1f}), "
+        f"prompt {statistics.mean(r[1] for r in rows):.0f} tok/paper, "
+        f"completion {statistics.mean(r[2] for r in rows):.0f} tok/paper, "
+        f"{sum(r[3] for r in rows)}/{len(rows)} valid"
+    )
+    return mean
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    papers = read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt")))[: n + 1]
+    print(f"embedded model, {n} seed papers timed (one more warms the server), n_threads = all cores")
+    with_reuse = report("prefix re-used", asyncio.run(run(papers, bust=False)))
+    without = report("no re-use", asyncio.run(run(papers, bust=True)))
+    print(f"wall time saved by prefix re-use: {(1 - with_reuse / without) * 100:.1f}%  (target >= 30%)")
+
+
+if __name__ == "__main__":
+    main()
