@@ -452,7 +452,7 @@ def _lock(outdir: Path) -> Any:
 
 
 async def run_tag(
-    inputs: Sequence[Path | str],
+    inputs: Sequence[Path | str] | Path | str,
     outdir: Path | str,
     settings: Settings | None = None,
     *,
@@ -469,6 +469,7 @@ async def run_tag(
     not an error: it returns with `status == "budget_exhausted"`.
     """
     settings = settings or Settings()
+    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, not its characters
     emit: Sink = sink or (lambda event: None)
     directory = Path(outdir)
     clock = time.monotonic()
@@ -504,7 +505,6 @@ async def run_tag(
         except OSError as exc:
             raise OutputError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
         lock = _lock(directory)
-        run: _Run | None = None
         try:
             done, records, failures, notes = open_run_dir(directory)
             for note in notes:

@@ -226,7 +226,10 @@ def tag(
                 inputs, outdir, settings, shard=chosen, dry_run=dry_run, export=not no_export, sink=sink
             )
     except KeyboardInterrupt:
-        err.print(f"interrupted: what is done is in {outdir}; run the same command again to resume")
+        err.print(
+            f"interrupted: what is done is in {outdir}; run the same command again to resume",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except SummarizerError as exc:
         raise _fail(exc) from None
@@ -251,6 +254,47 @@ def export_command(
         raise _fail(exc) from None
     for path in written.values():
         out.print(f"wrote {path}", highlight=False)
+
+
+@app.command("report")
+def report_command(
+    outdir: Annotated[Path, typer.Argument(help="A run directory written by `summarizer tag`.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default OUTDIR/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report of a run: charts, filters, claims with their evidence."""
+    from .report import write_run_report
+
+    try:
+        written = write_run_report(outdir, output)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    for note in written.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {written.path} ({written.papers} papers, {written.failures} failed)", highlight=False)
+
+
+@app.command("eval-report")
+def eval_report_command(
+    report: Annotated[Path, typer.Argument(help="report.json written by `summarizer eval`.")] = Path(
+        "evals/report.json"
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: REPORT with .html).")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="A baseline run (e.g. evals/baseline.json) to compare with.")
+    ] = None,
+) -> None:
+    """Render an evaluation's report.json as an HTML dashboard (intervals, confusion heat map, changes)."""
+    from .report import write_eval_report
+
+    try:
+        written = write_eval_report(report, output, baseline=baseline)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote {written}", highlight=False)
 
 
 def main() -> None:

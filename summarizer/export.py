@@ -63,24 +63,24 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, st
     if it happens to parse, because its writer never finished it.
     """
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        fh = open(path, "rb")  # opened here so a missing file is "no lines", not an error
     except FileNotFoundError:
         return
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    lines = text.split("\n")
-    last = len(lines) - 1
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        value: dict[str, Any] | None = None
-        if number - 1 != last:
-            try:
-                parsed = json.loads(line)
-            except json.JSONDecodeError:
-                parsed = None
-            value = parsed if isinstance(parsed, dict) else None
-        yield number, value, line
+    with fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.rstrip(b"\n").decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            value: dict[str, Any] | None = None
+            if raw.endswith(b"\n"):
+                try:
+                    parsed = json.loads(line)
+                except json.JSONDecodeError:
+                    parsed = None
+                value = parsed if isinstance(parsed, dict) else None
+            yield number, value, line
 
 
 def record_id(value: dict[str, Any] | None) -> str | None:
@@ -196,10 +196,10 @@ class FailureLog:
         self._out = LineAppender(path)
 
     def add(self, paper_id: str, line: str) -> None:
-        if paper_id in self.entries:
-            self.dirty = True  # the old line must go: rewrite at the next checkpoint
-        else:
-            self._out.write(line.encode("utf-8"))
+        # Appended even when the paper is listed already: readers take the last line per
+        # paper, so the file is right at once; the old line goes at the next rewrite.
+        self._out.write(line.encode("utf-8"))
+        self.dirty = self.dirty or paper_id in self.entries
         self.entries[paper_id] = line
 
     def discard(self, paper_id: str) -> None:

@@ -150,8 +150,22 @@ class Tally:
 
     @property
     def eta_s(self) -> float | None:
-        rate = self.rate
-        return (self.total - self.processed) / rate if rate > 0 else None
+        # Cache hits arrive in an early burst; what is left is mostly model calls, so the
+        # ETA comes from the rate of those alone.
+        elapsed = time.monotonic() - self.started
+        served = self.processed - self.cached
+        if served <= 0 or elapsed <= 0:
+            return None
+        return (self.total - self.processed) / (served / elapsed)
+
+    def eta_text(self) -> str:
+        eta = self.eta_s
+        if self.processed >= self.total:
+            return "eta 0:00:00"
+        if eta is None:
+            return "eta -:--:--"
+        minutes, seconds = divmod(int(eta), 60)
+        return f"eta {minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
     def cost_text(self) -> str:
         return f"${self.cost_usd:,.4f}" if self.cost_known else "cost unknown"
@@ -273,7 +287,6 @@ class RichSink:
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
 
         self._progress = Progress(
@@ -283,8 +296,7 @@ class RichSink:
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             TextColumn("{task.fields[stats]}"),
             console=self.console,
             transient=False,
@@ -305,7 +317,8 @@ class RichSink:
         stats = (
             f"cached {t.cached} · failed {t.failed} · {t.prompt_tokens + t.completion_tokens:,} tok · {t.cost_text()}"
         )
-        self._progress.update(self._task, completed=t.processed, total=t.total, rate=f"{t.rate:,.1f}/s", stats=stats)
+        rate, eta = f"{t.rate:,.1f}/s", t.eta_text()
+        self._progress.update(self._task, completed=t.processed, total=t.total, rate=rate, eta=eta, stats=stats)
 
     def _say(self, label: str, style: str, text: str) -> None:
         from rich.text import Text
@@ -315,7 +328,7 @@ class RichSink:
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
         if isinstance(event, RunStarted) and self._progress is not None:
-            self._task = self._progress.add_task("tag", total=event.to_do, rate="", stats="")
+            self._task = self._progress.add_task("tag", total=event.to_do, rate="", eta="", stats="")
             if event.already_done:
                 self._say("resuming: ", "cyan", f"{event.already_done} papers already done in {event.outdir}")
         # Paper text and paths are shown as plain Text: a title holding "[bold]" is not markup.

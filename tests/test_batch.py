@@ -211,6 +211,56 @@ def test_kill_9_of_a_real_run_then_resume(tmp_path: Path) -> None:
     assert events[-1]["event"] == "run_finished" and events[-1]["summary"]["status"] == "completed"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_stop_a_real_run_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    inputs = tmp_path / "papers.jsonl"
+    write_jsonl(inputs, 40)
+    out = tmp_path / "out"
+    with ScriptedServer(delay_s=0.1) as server:
+        args = [str(inputs), "-o", str(out), "--backend", "openai", "--base-url", server.base_url, "--model",
+                "scripted", "--cache-dir", str(tmp_path / "cache"), "-c", "2", "--quiet", "--no-export"]  # fmt: skip
+        proc = _cli(args)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / RECORDS).exists() and len((out / RECORDS).read_bytes().splitlines()) >= 3:
+                break
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again to resume" in " ".join(stderr.split())
+    m = manifest(out)
+    assert m["status"] == "interrupted" and m["finished_at"]
+    ids = ids_in(out)
+    assert len(ids) == len(set(ids)) == m["counts"]["done"] < 40
+
+
+async def test_full_disk_leaves_whole_lines_and_the_run_resumes(tmp_path: Path, monkeypatch: Any) -> None:
+    import errno
+
+    out, s = tmp_path / "out", settings(tmp_path, concurrency=1, use_cache=False)
+    real_write = os.write
+    state = {"writes": 0}
+
+    def filling_up(fd: int, data: Any) -> int:
+        state["writes"] += 1
+        if state["writes"] == 4:  # the disk fills half-way through a record
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", filling_up)
+    with pytest.raises(OutputError, match="No space left"):
+        await run_tag(SEEDS[:1], out, s, backend=fake(), export=False)
+    monkeypatch.setattr(os, "write", real_write)
+    assert (out / RECORDS).read_bytes().endswith(b"\n")  # the half line was cut back
+    assert len(ids_in(out)) == 3
+    assert manifest(out)["status"] == "error" and "No space left" in manifest(out)["stop_reason"]
+    await run_tag(SEEDS[:1], out, s, backend=fake(), export=False)
+    ids = ids_in(out)
+    assert len(ids) == len(set(ids)) == 6
+
+
 async def test_failures_are_recorded_then_retried_and_cleared_on_success(tmp_path: Path) -> None:
     papers = SEED_PAPERS[:6]
     doomed = {papers[1].title, papers[4].title}
@@ -484,3 +534,21 @@ async def test_events_account_for_every_paper(tmp_path: Path) -> None:
     done = [e for e in events if isinstance(e, PaperDone)]
     hits = sum(e.count for e in events if isinstance(e, CacheHits))
     assert len(done) == 77 and hits == 77
+
+
+async def test_rich_display_runs_and_shows_paper_text_literally(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from summarizer.progress import RichSink, render_summary
+
+    inputs = tmp_path / "papers.jsonl"
+    abstract = SEED_PAPERS[0].abstract
+    inputs.write_text(json.dumps({"title": "A [bold red]marked[/] title", "abstract": abstract}) + "\n")
+    console = Console(file=io.StringIO(), width=200)
+    backend = FakeBackend([ExtractionFailed("no [i]valid[/i] answer")], responder=valid_answer)
+    with RichSink(console) as sink:
+        summary = await run_tag([inputs], tmp_path / "out", settings(tmp_path), backend=backend, sink=sink)
+    console.print(render_summary(summary))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "A [bold red]marked[/] title" in text and "no [i]valid[/i] answer" in text
+    assert "failed" in text and "resume" in text
