@@ -28,12 +28,14 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .batch import Shard, run_tag, run_tag_sync
+    from .evaluate import evaluate
     from .export import export_run
-    from .extract import Extractor
+    from .extract import Extractor, summarize, summarize_sync
     from .progress import Plan, RunSummary
+    from .report import write_eval_report, write_run_report
     from .schemas import Failure, Paper, PaperRecord, Provenance, Result, Usage
     from .settings import Settings
-    from .sources import read_inputs, read_papers
+    from .sources import pick_paper, read_inputs, read_papers
 
 _LAZY = {
     "Settings": "settings",
@@ -44,6 +46,12 @@ _LAZY = {
     "Provenance": "schemas",
     "Usage": "schemas",
     "Extractor": "extract",
+    "summarize": "extract",
+    "summarize_sync": "extract",
+    "evaluate": "evaluate",
+    "write_run_report": "report",
+    "write_eval_report": "report",
+    "pick_paper": "sources",
     "read_inputs": "sources",
     "read_papers": "sources",
     "run_tag": "batch",
@@ -77,11 +85,17 @@ __all__ = [
     "SummarizerError",
     "TransportError",
     "Usage",
+    "evaluate",
     "export_run",
+    "pick_paper",
     "read_inputs",
     "read_papers",
     "run_tag",
     "run_tag_sync",
+    "summarize",
+    "summarize_sync",
+    "write_eval_report",
+    "write_run_report",
 ]
 
 

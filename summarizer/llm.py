@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -303,7 +304,7 @@ class OpenAIBackend:
         self._ensure_client()
         model = await self.resolve_model()
         system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
-        call = _Call(schema=response_model.model_json_schema(), system=system)
+        call = _Call(schema=_schema_of(response_model), system=system)
         token = _CURRENT_CALL.set(call)
         try:
             value = await self._create(
@@ -340,6 +341,13 @@ class OpenAIBackend:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    # Schema generation costs milliseconds; answer models are cached per paper shape, so the
+    # same class comes back for re-asks and for papers with the same names and length.
+    return model.model_json_schema()
 
 
 def _is_status(exc: BaseException) -> bool:
