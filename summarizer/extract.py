@@ -19,7 +19,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from .cache import ResponseCache, cache_key, canonical_json
+from .cache import KEY_VERSION, ResponseCache, canonical_json
 from .errors import ExtractionFailed, LLMError, SummarizerError
 from .llm import Backend, make_backend
 from .prompts import PromptSet, load_prompts
@@ -250,7 +250,21 @@ class Extractor:
     def key_for(self, paper: Paper) -> str:
         """The cache key of `paper`, without rendering prompts (cheap: for planning and re-runs)."""
         abstract, _ = truncate_abstract(paper.abstract, self.settings.max_abstract_chars)
-        return cache_key(self.key_parts(paper.title, abstract))
+        prefix, suffix = self._key_frame
+        paper_json = canonical_json({"abstract": abstract, "title": paper.title})
+        return hashlib.sha256((prefix + paper_json + suffix).encode("utf-8")).hexdigest()
+
+    @cached_property
+    def _key_frame(self) -> tuple[str, str]:
+        """The key document around the paper, serialised once (re-runs key thousands of papers).
+
+        Splitting the canonical JSON at a placeholder gives byte-for-byte the same document as
+        `cache_key(self.key_parts(...))`, so keys do not depend on which path computed them.
+        """
+        marker = "\u0000paper\u0000"
+        document = canonical_json({"v": KEY_VERSION, **self.key_parts("", ""), "paper": marker})
+        prefix, suffix = document.split(canonical_json(marker))
+        return prefix, suffix
 
     def prepare(self, paper: Paper) -> Prepared:
         abstract, warning = truncate_abstract(paper.abstract, self.settings.max_abstract_chars)
@@ -260,7 +274,7 @@ class Extractor:
         names = tuple(candidate_names(abstract))
         user = self.prompts.render("user.j2", title=paper.title, sentences=sentences, names=names)
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
-        key = cache_key(self.key_parts(paper.title, abstract))
+        key = self.key_for(paper)
         model = build_answer_model(self.taxonomy, names, len(sentences))
         return Prepared(paper, abstract, sentences, model, messages, key, [warning] if warning else [])
 

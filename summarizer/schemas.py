@@ -29,8 +29,10 @@ def normalise_ws(text: str) -> str:
 
 def normalise_title(title: str) -> str:
     """Case-, accent- and punctuation-insensitive form used for ids and de-duplication."""
-    text = unicodedata.normalize("NFKD", title)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = title
+    if not title.isascii():  # ASCII has no accents to strip: skip the slow path (most titles)
+        text = unicodedata.normalize("NFKD", title)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return normalise_ws(_NON_WORD.sub(" ", text.casefold()).replace("_", " "))
 
 

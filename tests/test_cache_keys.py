@@ -86,3 +86,12 @@ def test_cache_stats_and_clear(tmp_path: Path) -> None:
         assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
         assert cache.clear() == 1
         assert cache.stats().entries == 0
+
+
+def test_fast_key_path_equals_the_documented_key(tmp_path: Path) -> None:
+    from summarizer.cache import cache_key
+    from summarizer.sources import read_inputs
+
+    ex = Extractor(Settings(cache_dir=tmp_path / "c"), backend=FakeBackend())
+    for paper in read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt"))):
+        assert ex.key_for(paper) == cache_key(ex.key_parts(paper.title, paper.abstract))
