@@ -109,6 +109,13 @@ def _abstract(info: ValidationInfo) -> str | None:
     return None if ctx is None else ctx.get("abstract")
 
 
+def _verbatim_evidence(cls: type[BaseModel], value: str, info: ValidationInfo) -> str:
+    abstract = _abstract(info)
+    if abstract is not None and find_verbatim(value, abstract) is None:
+        raise ValueError(f"evidence {value!r} is not a verbatim substring of the abstract")
+    return value
+
+
 class Method(BaseModel):
     name: str | None = Field(description="The paper's own method/framework name as written in the abstract, or null.")
     description: str = Field(min_length=1, max_length=400)
@@ -142,26 +149,14 @@ class Dataset(BaseModel):
             raise ValueError(f"dataset name {value!r} is not in the abstract")
         return found
 
-    @field_validator("evidence")
-    @classmethod
-    def _evidence_in_abstract(cls, value: str, info: ValidationInfo) -> str:
-        abstract = _abstract(info)
-        if abstract is not None and find_verbatim(value, abstract) is None:
-            raise ValueError(f"evidence {value!r} is not a verbatim substring of the abstract")
-        return value
+    _evidence_in_abstract = field_validator("evidence")(_verbatim_evidence)
 
 
 class Claim(BaseModel):
     statement: str = Field(min_length=1, max_length=400)
     evidence: str = Field(min_length=1)
 
-    @field_validator("evidence")
-    @classmethod
-    def _evidence_in_abstract(cls, value: str, info: ValidationInfo) -> str:
-        abstract = _abstract(info)
-        if abstract is not None and find_verbatim(value, abstract) is None:
-            raise ValueError(f"evidence {value!r} is not a verbatim substring of the abstract")
-        return value
+    _evidence_in_abstract = field_validator("evidence")(_verbatim_evidence)
 
 
 class Category(BaseModel):
