@@ -456,7 +456,8 @@ class EvalRun(BaseModel):
     schema_hash: str
     gold_path: str
     replayed: int
-    live: int
+    live: int  # not in the replay store: run by the model, or found in the disk cache
+    cached: int = 0
     summary: dict[str, Any]
     papers: list[PaperScore]
 
@@ -483,16 +484,18 @@ async def run_eval(
     ex = extractor or Extractor(settings)
     store = ReplayStore.load(replay_path) if replay_path is not None else None
     replayed = 0
+    replayed_hits = 0  # replayed results that were themselves cache hits when recorded
     outcomes: dict[str, Result | Failure] = {}
     semaphore = asyncio.Semaphore(min(settings.concurrency, ex.backend.max_concurrency or settings.concurrency))
 
     async def one(g: GoldPaper) -> None:
-        nonlocal replayed
+        nonlocal replayed, replayed_hits
         paper = papers[g.id]
         key = ex.key_for(paper)
         stored = store.get(key) if store is not None else None
         if stored is not None:
             replayed += 1
+            replayed_hits += isinstance(stored, Result) and stored.provenance.cache_hit
             outcomes[g.id] = stored
         else:
             async with semaphore:
@@ -520,6 +523,7 @@ async def run_eval(
         gold_path=str(gold_path),
         replayed=replayed,
         live=len(gold) - replayed,
+        cached=sum(isinstance(o, Result) and o.provenance.cache_hit for o in outcomes.values()) - replayed_hits,
         summary=summarise(scores),
         papers=scores,
     )

@@ -57,7 +57,8 @@ def render_result(result: Result) -> RenderableType:
 
 def render_eval(outcome: EvalOutcome) -> RenderableType:
     run = outcome.run
-    table = Table(title=f"{run.model} · prompt {run.prompt_hash[:8]} · {run.replayed} replayed, {run.live} live")
+    sources = f"{run.replayed} replayed, {run.cached} cached, {run.live - run.cached} run"
+    table = Table(title=f"{run.model} · prompt {run.prompt_hash[:8]} · {sources}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")

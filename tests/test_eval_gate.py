@@ -25,9 +25,6 @@ def test_eval_check_passes_on_the_committed_baseline(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gate PASSED" in proc.stdout
-    assert " 0 live" in proc.stdout, (
-        "the committed replay store is stale: run `summarizer eval` and commit cache/replay/"
-    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["metrics"]["evidence_verbatim"]["value"] == 1.0
     assert len(report["papers"]) == len((ROOT / "evals/gold.jsonl").read_text().splitlines())
