@@ -347,8 +347,15 @@ def to_csv(results: Iterable[Result]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=[name for name, _ in COLUMNS], lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow(row(result))
+        writer.writerow({k: _inert(v) for k, v in row(result).items()})
     return buffer.getvalue()
+
+
+def _inert(value: Any) -> Any:
+    # Spreadsheets run a cell that starts with = + - @ as a formula; a paper title can.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
 
 
 def to_parquet(results: Sequence[Result]) -> bytes:

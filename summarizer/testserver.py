@@ -155,6 +155,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes; with Nagle's algorithm against the client's
+    # delayed ACK that adds ~45 ms to every request, which would swamp the scripted delays.
+    disable_nagle_algorithm = True
+
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
     timeout = 60  # an idle keep-alive connection ends after this
