@@ -50,7 +50,6 @@ class CallStats:
     """Counters for one logical extraction (all its attempts)."""
 
     requests: int = 0  # HTTP requests actually sent, transport retries included
-    transport_retries: int = 0
     model_calls: int = 0  # calls that reached the model and returned; re-asks = model_calls - 1
 
 
@@ -277,8 +276,6 @@ class OpenAIBackend:
                 with attempt:
                     if stats is not None:
                         stats.requests += 1
-                        if attempt.retry_state.attempt_number > 1:
-                            stats.transport_retries += 1
                     response = await self._client.chat.completions.create(**kwargs)
         except json.JSONDecodeError as exc:
             # A 200 whose body is not JSON (a proxy's error page, a cut connection) is the
