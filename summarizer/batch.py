@@ -19,17 +19,15 @@ import json
 import signal
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec
-from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
 
-from .cache import canonical_json
+from .cache import RunCache, canonical_json
 from .errors import ConfigError, InputError, OutputError, SummarizerError
 from .export import (
     MANIFEST,
@@ -45,6 +43,7 @@ from .export import (
 )
 from .extract import Extractor
 from .llm import Backend
+from .pricing import Price, estimate_usage, price_for
 from .progress import (
     BudgetReached,
     CacheHits,
@@ -64,7 +63,6 @@ from .settings import Settings
 from .sources import read_inputs
 
 _P = ParamSpec("_P")
-DEFAULT_PRICES = Path(__file__).with_name("prices.toml")
 _CHUNK = 512  # cache hits served per step: large enough to amortise a write, small enough to keep the loop live
 _CHECKPOINT_S = 2.0  # how often the manifest and failures.jsonl are brought up to date during a run
 _NOT_HIT, _HIT = '"cache_hit":false', '"cache_hit":true'
@@ -79,7 +77,7 @@ def _now() -> str:
 
 
 # --------------------------------------------------------------------------------------
-# Shards and prices
+# Shards
 
 
 @dataclass(frozen=True)
@@ -109,56 +107,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens of one model."""
-
-    model: str
-    input_per_m: float
-    output_per_m: float
-
-    def cost(self, usage: Usage) -> float:
-        return (usage.prompt_tokens * self.input_per_m + usage.completion_tokens * self.output_per_m) / 1e6
-
-
-def load_prices(path: Path | None = None) -> dict[str, Any]:
-    source = path or DEFAULT_PRICES
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read price table {source}: {exc}") from exc
-    for model, entry in data.get("models", {}).items():
-        ok = isinstance(entry, dict) and all(isinstance(entry.get(k), int | float) for k in ("input", "output"))
-        if not ok or entry["input"] < 0 or entry["output"] < 0:
-            raise ConfigError(f"price table {source}: model {model!r} needs input and output prices ≥ 0")
-    return data
-
-
-def price_for(identity: dict[str, str], settings: Settings) -> Price | None:
-    """The model's price, 0 for local models, or None when unknown (cost is then not estimated)."""
-    table = load_prices(settings.price_table_path)
-    models: dict[str, dict[str, float]] = table.get("models", {})
-    model = identity.get("model", "")
-    # Dated snapshots ("gpt-4o-mini-2024-07-18") take the price of their family.
-    names = [m for m in models if model == m or model.startswith(m + "-")]
-    if names:
-        entry = models[max(names, key=len)]
-        return Price(model, float(entry["input"]), float(entry["output"]))
-    host = urlsplit(identity.get("base_url", "")).hostname
-    if identity.get("backend") in table.get("free_backends", []) or host in table.get("free_hosts", []):
-        return Price(model or identity.get("backend", ""), 0.0, 0.0)
-    return None
-
-
-def estimate_usage(extractor: Extractor, paper: Paper) -> Usage:
-    """Tokens a paper should cost: chars/4 of its rendered prompt plus a fixed expected answer."""
-    try:
-        chars = sum(len(m["content"]) for m in extractor.prepare(paper).messages)
-    except SummarizerError:
-        chars = 0  # an unusable paper fails before any call
-    return Usage(prompt_tokens=chars // 4, completion_tokens=extractor.settings.expected_output_tokens)
 
 
 # --------------------------------------------------------------------------------------
@@ -440,15 +388,34 @@ def _settings_record(extractor: Extractor, concurrency: int, price: Price | None
 def _lock(outdir: Path) -> Any:
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(outdir / ".lock"), timeout=0)
+    path = outdir / ".lock"
+    lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise OutputError(
-            f"another run is writing {outdir} (lock {outdir / '.lock'} is held); wait for it to finish "
-            "or use another output directory"
+            f"another run is writing {outdir} (lock {path} is held); wait for it to finish "
+            "or use another output directory",
+            path=path,
         ) from None
+    except OSError as exc:  # a read-only or full file system: the first write into outdir fails here
+        raise OutputError(
+            f"cannot write in the output directory {outdir} ({path}: {exc.strerror or exc}); "
+            "make it writable or choose another with --out",
+            path=path,
+        ) from exc
     return lock
+
+
+def _open_extractor(settings: Settings, backend: Backend | None, warn: Callable[[str], None]) -> Extractor:
+    """An extractor whose cache warns instead of failing: a broken cache must not end an unattended run."""
+    cache = RunCache(settings.cache_dir, warn) if settings.use_cache else None
+    try:
+        return Extractor(settings, backend=backend, cache=cache)
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
 
 
 async def run_tag(
@@ -484,7 +451,13 @@ async def run_tag(
         {"path": str(p.path) if p.path else None, "line": p.line, "reason": p.reason} for p in problems
     ]
 
-    async with Extractor(settings, backend=backend) as extractor:
+    warnings: list[str] = []  # also kept in the manifest: a notice on screen is gone by morning
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        emit(Notice(message))
+
+    async with _open_extractor(settings, backend, warn) as extractor:
         price = price_for(extractor.backend.identity, settings)
         if settings.max_cost_usd is not None and price is None:
             raise ConfigError(
@@ -503,7 +476,9 @@ async def run_tag(
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
+            raise OutputError(
+                f"cannot create output directory {directory}: {exc.strerror or exc}", path=directory
+            ) from exc
         lock = _lock(directory)
         try:
             done, records, failures, notes = open_run_dir(directory)
@@ -519,6 +494,7 @@ async def run_tag(
                 "shard": None if shard is None else str(shard),
                 "settings": _settings_record(extractor, concurrency, price),
                 "prior": _prior_totals(directory),
+                "warnings": warnings,
             }
             run = _Run(extractor, directory, emit, price, summary, base)
             run.records, run.failures = records, failures
@@ -541,6 +517,13 @@ async def run_tag(
             except (asyncio.CancelledError, KeyboardInterrupt):
                 status = "interrupted"
                 raise
+            except OutputError as exc:
+                summary.stop_reason = f"{type(exc).__name__}: {exc}"
+                raise OutputError(
+                    f"{exc.message}; the records written so far are intact: fix that and run the same command "
+                    "again to resume",
+                    path=exc.path,
+                ) from exc
             except Exception as exc:
                 summary.stop_reason = f"{type(exc).__name__}: {exc}"
                 raise
@@ -553,14 +536,23 @@ async def run_tag(
                     try:
                         run._checkpoint(force=True, status=status)
                     finally:
-                        failures.close()
-                        records.close()
+                        try:
+                            failures.close()
+                        finally:
+                            records.close()
                 if status == "interrupted":
                     emit(RunFinished(summary.to_dict()))
         finally:
             lock.release()
     if export:
-        summary.outputs = {k: str(v) for k, v in export_run(directory).items()}
+        try:
+            summary.outputs = {k: str(v) for k, v in export_run(directory).items()}
+        except OutputError as exc:  # the run itself is complete: say so, and how to get the exports
+            raise OutputError(
+                f"{exc.message}; every record is in {directory / RECORDS}: fix that and run "
+                f"`summarizer export {directory}`",
+                path=exc.path,
+            ) from exc
     summary.elapsed_s = round(time.monotonic() - clock, 3)
     emit(RunFinished(summary.to_dict()))
     return summary

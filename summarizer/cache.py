@@ -4,22 +4,38 @@ Key = sha256 over a canonical JSON document of: backend and model identity, inst
 prompt-set hash, taxonomy hash, response-schema hash, sampling settings and the paper text.
 Timeouts, retries, concurrency and paths are deliberately absent: changing them must not
 re-run a single paper. Only valid records are ever stored.
+
+The cache only ever holds copies of records, so losing it costs time, never results. That
+decides how trouble is handled: `ResponseCache` reports it as a `CacheError` that says what
+to do (for one-off commands, where the user is watching), and `RunCache`, used by batch
+runs that are left alone for hours, turns it into a warning and carries on: a damaged index
+is moved aside and replaced by an empty one, a lock held too long or an unwritable folder
+switches the cache off for the rest of the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
-from .errors import CacheError
+from .errors import CacheError, CacheProblem
 
 KEY_VERSION = 1
+DB_NAME = "cache.db"  # diskcache's SQLite index inside the cache folder (diskcache.core.DBNAME)
+#: Seconds to wait for another process's lock on the index. Writes take milliseconds, so
+#: waiting this long means the holder is stuck (or is an open sqlite3 shell), not busy.
+LOCK_TIMEOUT_S = 60.0
+_TROUBLE = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
 def canonical_json(value: Any) -> str:
@@ -39,27 +55,103 @@ class CacheStats:
     misses: int
 
 
-class ResponseCache:
-    """A thin, typed face on `diskcache.Cache` that reports trouble as `CacheError`."""
+def _problem(exc: BaseException) -> CacheProblem:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+        return "corrupt"
+    if isinstance(exc, diskcache.Timeout) or name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return "locked"
+    return "unusable"
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+
+def _damaged_entry(exc: BaseException) -> bool:
+    # One stored value whose bytes were overwritten: that entry is lost, the index itself is fine.
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("Could not decode")
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def cache_error(action: str, directory: Path, exc: BaseException, timeout_s: float = LOCK_TIMEOUT_S) -> CacheError:
+    """A `CacheError` for `exc`, naming the file at fault and what the user can do about it."""
+    problem, db = _problem(exc), directory / DB_NAME
+    if problem == "corrupt":
+        message = (
+            f"the cache index {db} is damaged ({_brief(exc)}); delete the folder {directory} (it holds only "
+            "copies of finished records) or run with --no-cache"
+        )
+        return CacheError(message, path=db, problem=problem)
+    if problem == "locked":
+        message = (
+            f"the cache index {db} stayed locked by another process for more than {timeout_s:g}s (a stuck run, "
+            "or an open sqlite3 shell?); stop that process, use another --cache-dir, or run with --no-cache"
+        )
+        return CacheError(message, path=db, problem=problem)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _brief(exc)
+    message = (
+        f"cannot {action} the cache {directory}: {reason}; check that folder's permissions and free space, "
+        "use another --cache-dir, or run with --no-cache"
+    )
+    return CacheError(message, path=directory, problem=problem)
+
+
+def _open_index(directory: Path, timeout_s: float) -> diskcache.Cache:
+    directory.mkdir(parents=True, exist_ok=True)
+    db = directory / DB_NAME
+    if db.exists():
+        # diskcache's own start-up retries a locked index for a fixed 60 s whatever its timeout;
+        # asking for the write lock first makes a lock held too long fail within `timeout_s`.
+        with contextlib.closing(sqlite3.connect(db, timeout=timeout_s, isolation_level=None)) as probe:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+    return diskcache.Cache(str(directory), timeout=timeout_s, size_limit=2**40)
+
+
+class ResponseCache:
+    """A thin, typed face on `diskcache.Cache` that reports trouble as `CacheError`.
+
+    Several processes may share one directory (two runs at once): diskcache's SQLite index
+    serialises their writes, and `timeout_s` (default `LOCK_TIMEOUT_S`) rides out their locks.
+    """
+
+    def __init__(self, directory: Path, *, timeout_s: float | None = None) -> None:
+        self.directory = Path(directory)
+        self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
         self.hits = 0
         self.misses = 0
+        self._cache: diskcache.Cache | None = None
+        self._connect()
+
+    @property
+    def db_path(self) -> Path:
+        return self.directory / DB_NAME
+
+    @property
+    def active(self) -> bool:
+        """False once trouble has switched the cache off (only a `RunCache` does that)."""
+        return self._cache is not None
+
+    def _connect(self) -> None:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            # Several processes may share one directory (two runs at once): diskcache's
-            # SQLite index handles that; a generous timeout rides out their locks.
-            self._cache = diskcache.Cache(str(directory), timeout=60, size_limit=2**40)
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise CacheError(f"cannot open cache directory {directory}: {exc}") from exc
+            self._cache = _open_index(self.directory, self.timeout_s)
+        except _TROUBLE as exc:
+            self._trouble("open", exc)
+
+    def _trouble(self, action: str, exc: BaseException) -> None:
+        """What to do when the cache fails: here, stop with a clear error."""
+        raise cache_error(action, self.directory, exc, self.timeout_s) from exc
 
     def get_raw(self, key: str) -> str | None:
         """The stored JSON text: the fast path for re-runs that only copy records out."""
-        try:
-            raw = self._cache.get(key)
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise CacheError(f"cannot read cache {self.directory}: {exc}") from exc
+        raw = None
+        if self._cache is not None:
+            try:
+                raw = self._cache.get(key)
+            except _TROUBLE as exc:
+                if not _damaged_entry(exc):  # a damaged entry is a miss: its paper is redone and overwrites it
+                    self._trouble("read", exc)
         if raw is None:
             self.misses += 1
             return None
@@ -70,44 +162,119 @@ class ResponseCache:
         raw = self.get_raw(key)
         if raw is None:
             return None
-        value: dict[str, Any] = json.loads(raw)
-        return value
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        # A damaged entry is a miss: the paper is redone and its fresh record overwrites it.
+        return value if isinstance(value, dict) else None
 
     def __contains__(self, key: str) -> bool:
+        if self._cache is None:
+            return False
         try:
             return key in self._cache
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise CacheError(f"cannot read cache {self.directory}: {exc}") from exc
+        except _TROUBLE as exc:
+            self._trouble("read", exc)
+            return False
 
     def set(self, key: str, value: dict[str, Any]) -> None:
+        if self._cache is None:
+            return
         try:
             self._cache.set(key, canonical_json(value))
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise CacheError(f"cannot write cache {self.directory}: {exc}") from exc
+        except _TROUBLE as exc:
+            self._trouble("write", exc)
 
     def stats(self) -> CacheStats:
-        try:
-            return CacheStats(
-                directory=str(self.directory),
-                entries=len(self._cache),
-                size_bytes=int(self._cache.volume()),
-                hits=self.hits,
-                misses=self.misses,
-            )
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise CacheError(f"cannot read cache {self.directory}: {exc}") from exc
+        entries = size = 0
+        if self._cache is not None:
+            try:
+                entries, size = len(self._cache), int(self._cache.volume())
+            except _TROUBLE as exc:
+                self._trouble("read", exc)
+        return CacheStats(str(self.directory), entries, size, self.hits, self.misses)
 
     def clear(self) -> int:
+        if self._cache is None:
+            return 0
         try:
             return int(self._cache.clear())
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise CacheError(f"cannot clear cache {self.directory}: {exc}") from exc
+        except _TROUBLE as exc:
+            self._trouble("clear", exc)
+            return 0
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            with contextlib.suppress(*_TROUBLE):
+                self._cache.close()
 
     def __enter__(self) -> ResponseCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RunCache(ResponseCache):
+    """The cache of an unattended batch run: trouble is reported through `warn`, never raised.
+
+    A damaged index is moved aside (kept, for whoever wants to look) and replaced by an empty
+    one; any other trouble (a lock held past the timeout, a read-only or full disk) switches
+    the cache off for the rest of the run. Either way the run's records are unaffected: the
+    papers the cache would have served are simply sent to the model again.
+    """
+
+    def __init__(self, directory: Path, warn: Callable[[str], None], *, timeout_s: float | None = None) -> None:
+        self._warn = warn
+        self._inode: int | None = None
+        self._healing = False
+        super().__init__(directory, timeout_s=timeout_s)
+
+    def _connect(self) -> None:
+        super()._connect()
+        if self._cache is not None:
+            with contextlib.suppress(OSError):
+                self._inode = self.db_path.stat().st_ino
+
+    def _trouble(self, action: str, exc: BaseException) -> None:
+        error = cache_error(action, self.directory, exc, self.timeout_s)
+        broken, self._cache = self._cache, None
+        if broken is not None:
+            with contextlib.suppress(*_TROUBLE):
+                broken.close()
+        if error.problem == "corrupt" and not self._healing:
+            self._healing = True  # once: a fresh index that is damaged again is not healed in a loop
+            try:
+                aside = self._move_aside()
+                self._connect()
+            finally:
+                self._healing = False
+            if self._cache is not None:
+                where = f"moved it to {aside}" if aside else "it had been replaced already"
+                self._warn(
+                    f"the cache index {self.db_path} is damaged ({_brief(exc)}): {where} and carried on with an empty "
+                    "cache; no record is lost, the papers it held are sent to the model again"
+                )
+            return  # else reopening failed, and said why
+        self._warn(f"{error.message}. This run carries on without the cache; no record is lost")
+
+    def _move_aside(self) -> Path | None:
+        """Rename the damaged index (and its WAL files) so a fresh one can be created; None if gone."""
+        db = self.db_path
+        try:
+            inode = db.stat().st_ino
+        except OSError:
+            return None
+        if self._inode is not None and inode != self._inode:
+            return None  # not the file this process opened: someone else moved the broken one aside
+        aside = db.with_name(f"{DB_NAME}.broken-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        try:
+            for suffix in ("-wal", "-shm", ""):
+                source = db.with_name(DB_NAME + suffix)
+                if source.exists():
+                    os.replace(source, aside.with_name(aside.name + suffix))
+        except OSError:
+            return None
+        self._inode = None
+        return aside

@@ -7,7 +7,7 @@ settings hold keys as `SecretStr`, and nothing here formats a settings object.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class SummarizerError(Exception):
@@ -83,9 +83,25 @@ class BudgetExceeded(SummarizerError):
         self.spent = spent or {}
 
 
+CacheProblem = Literal["corrupt", "locked", "unusable"]
+
+
 class CacheError(SummarizerError):
-    """The cache directory is unusable (corrupt, locked, read-only)."""
+    """The cache directory is unusable: `problem` says how, `path` is the file or folder at fault.
+
+    The message says what to do about it; the cache only ever holds copies of valid records,
+    so deleting it or running with --no-cache loses nothing but the time to redo them.
+    """
+
+    def __init__(self, message: str, *, path: Path | str | None = None, problem: CacheProblem = "unusable") -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+        self.problem: CacheProblem = problem
 
 
 class OutputError(SummarizerError):
-    """An output directory or file cannot be written (read-only, full disk)."""
+    """An output directory or file cannot be written (read-only, full disk); `path` names it."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None

@@ -43,7 +43,10 @@ FORMATS = ("csv", "parquet", "md")
 
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write `path` so that it holds either its old content or all of `data`, never a mix."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    # A lone surrogate can only be an input file name that is not UTF-8 (listed in the
+    # manifest): written as a backslash escape it is still valid UTF-8, and inside JSON that
+    # escape reads back as the same name, so the report can find the file again.
+    payload = data.encode("utf-8", errors="backslashreplace") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -53,7 +56,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", path=path) from exc
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -67,7 +70,7 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, st
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot read {path}: {exc.strerror or exc}", path=path) from exc
     with fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.rstrip(b"\n").decode("utf-8", errors="replace")
@@ -138,7 +141,7 @@ class LineAppender:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._size = os.fstat(self._fd).st_size
         except OSError as exc:
-            raise OutputError(f"cannot open {path}: {exc.strerror or exc}") from exc
+            raise OutputError(f"cannot open {path}: {exc.strerror or exc}", path=path) from exc
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -148,7 +151,7 @@ class LineAppender:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)
-            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}", path=self.path) from exc
         self._size += len(data)
 
     def sync(self) -> None:
@@ -183,7 +186,7 @@ def cut_torn_tail(path: Path) -> int:
     except FileNotFoundError:
         return 0
     except OSError as exc:
-        raise OutputError(f"cannot repair {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot repair {path}: {exc.strerror or exc}", path=path) from exc
 
 
 class FailureLog:
@@ -209,8 +212,10 @@ class FailureLog:
     def flush(self) -> None:
         if self.dirty:
             self._out.close()
-            atomic_write(self.path, "".join(self.entries.values()))
-            self._out = LineAppender(self.path)
+            try:
+                atomic_write(self.path, "".join(self.entries.values()))
+            finally:  # a failed rewrite leaves the old file, still appendable
+                self._out = LineAppender(self.path)
             self.dirty = False
 
     def close(self) -> None:

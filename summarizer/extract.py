@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 
 from .cache import KEY_VERSION, ResponseCache, canonical_json
 from .errors import ExtractionFailed, LLMError, SummarizerError
+from .guard import WITHHELD, withheld_sentences
 from .llm import Backend, make_backend
 from .prompts import PromptSet, load_prompts
 from .schemas import (
@@ -87,19 +88,25 @@ def _choice(values: tuple[Any, ...]) -> Any:
     return Literal[values]
 
 
-def build_answer_model(taxonomy: Taxonomy, names: tuple[str, ...], n_sentences: int) -> type[AnswerBase]:
+def build_answer_model(
+    taxonomy: Taxonomy, names: tuple[str, ...], n_sentences: int, withheld: tuple[int, ...] = ()
+) -> type[AnswerBase]:
     """The response schema for one paper: every choice the model makes is an enum.
 
     Categories and contribution types come from the taxonomy; method and dataset names from
     the abstract's candidate names; evidence from its sentence numbers. Decoding constrained
     to this schema cannot produce a name or a citation that is not in the abstract.
     """
-    return _answer_model(tuple(taxonomy.category_ids), tuple(taxonomy.contribution_ids), names, n_sentences)
+    return _answer_model(tuple(taxonomy.category_ids), tuple(taxonomy.contribution_ids), names, n_sentences, withheld)
 
 
 @lru_cache(maxsize=512)
 def _answer_model(
-    category_ids: tuple[str, ...], contribution_ids: tuple[str, ...], names: tuple[str, ...], n_sentences: int
+    category_ids: tuple[str, ...],
+    contribution_ids: tuple[str, ...],
+    names: tuple[str, ...],
+    n_sentences: int,
+    withheld: tuple[int, ...],
 ) -> type[AnswerBase]:
     categories = _choice(category_ids)
     contributions = _choice(contribution_ids)
@@ -107,7 +114,9 @@ def _answer_model(
     # one of the first three sentences. A small model left free cites sentence 1 by habit,
     # so claims may only cite sentences after the first third.
     first_claim = 1 + n_sentences // 3
-    sentence = _choice(tuple(range(first_claim, max(n_sentences, 1) + 1)))
+    citable = tuple(n for n in range(first_claim, max(n_sentences, 1) + 1) if n not in withheld)
+    # A paper that is all withheld text still needs a schema; its answer fails the record check.
+    sentence = _choice(citable or (max(n_sentences, 1),))
     name = _choice(names) if names else None
     dataset_fields: dict[str, Any] = {
         "name": (name if names else str, ...),
@@ -271,12 +280,28 @@ class Extractor:
         sentences = split_sentences(abstract)
         if not sentences:
             raise ExtractionFailed("the abstract is empty")
-        names = tuple(candidate_names(abstract))
-        user = self.prompts.render("user.j2", title=paper.title, sentences=sentences, names=names)
+        warnings = [warning] if warning else []
+        withheld = withheld_sentences(sentences, self._identifiers)
+        shown, name_source = sentences, abstract
+        if withheld:
+            shown = [WITHHELD if i in withheld else s for i, s in enumerate(sentences, 1)]
+            name_source = " ".join(s for i, s in enumerate(sentences, 1) if i not in withheld)
+            warnings.append(
+                f"withheld from the model {len(withheld)} sentence(s) addressed to an AI tagger, "
+                f"not the reader (sentence {', '.join(map(str, withheld))})"
+            )
+        names = tuple(candidate_names(name_source))
+        user = self.prompts.render("user.j2", title=paper.title, sentences=shown, names=names)
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
         key = self.key_for(paper)
-        model = build_answer_model(self.taxonomy, names, len(sentences))
-        return Prepared(paper, abstract, sentences, model, messages, key, [warning] if warning else [])
+        model = build_answer_model(self.taxonomy, names, len(sentences), withheld)
+        return Prepared(paper, abstract, sentences, model, messages, key, warnings)
+
+    @cached_property
+    def _identifiers(self) -> frozenset[str]:
+        return frozenset(
+            i.casefold() for i in (*self.taxonomy.category_ids, *self.taxonomy.contribution_ids) if "_" in i
+        )
 
     def cached(self, prepared: Prepared) -> Result | None:
         if self.cache is None:

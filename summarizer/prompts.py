@@ -2,12 +2,15 @@
 
 A missing variable fails at render time, and rendering happens before any model call, so a
 broken template never costs a request. The set's content hash goes into every cache key:
-editing a prompt re-runs the papers it affects, and nothing else does.
+editing a prompt re-runs the papers it affects, and nothing else does. Values put into a
+template are data: `neutralise` defuses any prompt structure they carry (delimiters, chat
+turns, line breaks).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,54 @@ from .errors import PromptError
 
 TEMPLATES = ("system.j2", "user.j2")
 
+# --------------------------------------------------------------------------------------
+# Interpolated values are data
+#
+# The templates' own text is the only prompt structure. A paper's text must not be able to
+# close the <paper> delimiter, open a new chat turn, or start a line of its own (where
+# "System:" or "</paper>" would read as prompt structure). This matters beyond style:
+# llama-cpp-python tokenises the rendered chat prompt with special tokens enabled, so a
+# literal "<|im_end|>" in an abstract would become Qwen's real end-of-turn token. Each
+# marker keeps its letters and loses its syntax ("‹/paper›", "‹|im_start|›"), so the model
+# still reads what the paper says. No gold or dev paper contains one (tests/test_hostile.py
+# checks their prompts are byte-identical), so the committed replay store stays valid.
+
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
+# Invisible characters an attacker could slip inside a tag ("<\u200b/paper>").
+_GAP = r"[\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff]*"
+# The delimiter in any spelling: attributes, look-alike brackets, an unclosed "</paper", and
+# "</paperX" (a model reads a tag where a tokenizer sees none).
+_PAPER_TAG = re.compile(rf"[<＜﹤]({_GAP}/?{_GAP}paper[^<>＜＞﹤﹥\n]*)([>＞﹥]?)", re.IGNORECASE)
+# The one-token tags of common chat templates: Llama-2/Mistral, Gemma, Qwen's tool and
+# thinking tags. Only whole tags: "<summary>" or "<s" in text are left alone.
+_TAG_NAMES = "s|bos|eos|system|user|assistant|start_of_turn|end_of_turn|tool_call|tool_response|think"
+_CHAT_TAG = re.compile(rf"[<＜﹤]({_GAP}/?{_GAP}(?:{_TAG_NAMES}){_GAP})([>＞﹥])", re.IGNORECASE)
+# ChatML and Llama-3 special tokens (<|im_start|>, <|eot_id|>) and DeepSeek's full-width bars.
+_SPECIAL_TOKEN = re.compile(r"<([|｜][^<>|｜\s]{1,64}[|｜])>")
+_INST = re.compile(r"\[(/?INST)\]", re.IGNORECASE)
+_SYS = re.compile(r"<<(/?SYS)>>", re.IGNORECASE)
+
+
+def _defuse_tag(match: re.Match[str]) -> str:
+    return "‹" + match.group(1) + ("›" if match.group(2) else "")
+
+
+def neutralise(value: Any) -> Any:
+    """A template value with prompt structure defused; anything but a string is returned as is."""
+    if not isinstance(value, str):
+        return value
+    text = _LINE_BREAKS.sub(" ", value)
+    text = _SYS.sub(r"‹‹\1››", text)
+    text = _PAPER_TAG.sub(_defuse_tag, text)
+    text = _CHAT_TAG.sub(_defuse_tag, text)
+    text = _SPECIAL_TOKEN.sub(r"‹\1›", text)
+    return _INST.sub(r"［\1］", text)
+
 
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     autoescape=False,  # prompts are plain text for a model, not HTML
+    finalize=neutralise,  # every {{ value }}, never the template's own text
 )
 
 

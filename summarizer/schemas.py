@@ -27,13 +27,38 @@ def normalise_ws(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+def _optional_mark(base: str) -> bool:
+    """Whether ordinary spelling treats a mark on `base` as optional (an accent, a vowel point).
+
+    True for Latin, Greek and Cyrillic accents and Hebrew and Arabic vowel points, so that
+    "Café" and "Cafe" are one title. Elsewhere a mark is part of the letter (a Devanagari
+    vowel sign; the kana voicing mark: ガ is not カ), and dropping it merged distinct papers.
+    """
+    cp = ord(base)
+    # Latin to Cyrillic; Hebrew and Arabic; Arabic Supplement; Arabic Extended-A; Latin
+    # Extended Additional and Greek Extended.
+    return (
+        cp < 0x0530 or 0x0590 <= cp < 0x0700 or 0x0750 <= cp < 0x0780 or 0x08A0 <= cp < 0x0900 or 0x1E00 <= cp < 0x2000
+    )
+
+
 def normalise_title(title: str) -> str:
     """Case-, accent- and punctuation-insensitive form used for ids and de-duplication."""
-    text = title
-    if not title.isascii():  # ASCII has no accents to strip: skip the slow path (most titles)
-        text = unicodedata.normalize("NFKD", title)
-        text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return normalise_ws(_NON_WORD.sub(" ", text.casefold()).replace("_", " "))
+    if title.isascii():  # no marks to weigh: the fast path (most titles)
+        return normalise_ws(_NON_WORD.sub(" ", title.casefold()).replace("_", " "))
+    out: list[str] = []
+    base = ""  # the letter a following combining mark belongs to
+    for ch in unicodedata.normalize("NFKD", title).casefold():
+        if unicodedata.category(ch).startswith("M"):
+            if base and not _optional_mark(base):
+                out.append(ch)
+        elif ch.isalnum():
+            out.append(ch)
+            base = ch
+        else:
+            out.append(" ")
+            base = ""
+    return normalise_ws("".join(out))
 
 
 def paper_id(title: str) -> str:
@@ -66,10 +91,24 @@ def find_name(name: str, text: str) -> str | None:
     hay = normalise_ws(text)
     if needle in hay:
         return needle
-    idx = hay.casefold().find(needle.casefold())
-    if idx < 0:
-        return None
-    return hay[idx : idx + len(needle)]
+    folded_needle = needle.casefold()
+    folded = hay.casefold()
+    if len(folded) == len(hay):  # every character folds to one: indices line up (nearly always)
+        idx = folded.find(folded_needle)
+        return None if idx < 0 else hay[idx : idx + len(folded_needle)]
+    # "ß" folds to "ss" and "İ" to two characters: map folded positions back to the text's.
+    origin: list[int] = []
+    for i, ch in enumerate(hay):
+        origin.extend([i] * len(ch.casefold()))
+    origin.append(len(hay))
+    idx = folded.find(folded_needle)
+    while idx >= 0:
+        start, end = origin[idx], origin[idx + len(folded_needle) - 1] + 1
+        span = hay[start:end]
+        if span.casefold() == folded_needle:  # not a match that starts or ends inside one folded letter
+            return span
+        idx = folded.find(folded_needle, idx + 1)
+    return None
 
 
 class Paper(BaseModel):

@@ -1,92 +1,56 @@
 """Input readers: turn the files a user points at into `Paper` records.
 
-Four shapes are read: JSON lines, CSV, and two kinds of text dump copied from web pages
-(a daily-papers page and a recommendation feed). The text dumps have no delimiters, so
-their readers decide structurally (line lengths, blank lines, footers) rather than by
-fixed offsets: pages drift, and a reader that counts lines breaks silently.
+Four shapes are read: JSON lines (or one JSON array or object), CSV, and two kinds of text
+dump copied from web pages (`dumps.py`). Bytes become text and text becomes checked titles
+and abstracts in `inputtext.py`, the same way for every format.
 
 Error contract: a problem with one record (a malformed JSON line, an empty title) goes
 to `on_error`, and reading continues, so one bad line does not cost a whole batch. A
-problem with the file as a whole (missing, unknown format, CSV header without a required
-column) always raises: there is nothing left to read, and a callback that only collects
-errors would otherwise turn it into a silent empty result.
+problem with the file as a whole (missing, unknown format, binary, CSV header without a
+required column) always raises: there is nothing left to read, and a callback that only
+collects errors would otherwise turn it into a silent empty result. A repair that keeps
+the data (a bad byte replaced, a conflicting duplicate merged) is an `InputWarning`: it goes
+to `on_error` too, and without a callback it is not raised.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .dumps import looks_like_feed, looks_like_page, read_feed, read_page
 from .errors import InputError
+from .inputtext import ErrorHandler, InputWarning, clean, display_path, ignore, lines, make_paper, read_text
 from .schemas import Paper, normalise_title, normalise_ws
+from .structured import JSON_ERRORS, json_problem, loads, paper_from_record, read_csv, read_json
 
-ErrorHandler = Callable[[InputError], None]
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "ErrorHandler",
+    "InputWarning",
+    "find_paper",
+    "paper_from_text",
+    "pick_paper",
+    "read_inputs",
+    "read_papers",
+]
 
 SUPPORTED_FORMATS = (".jsonl", ".json", ".csv", ".txt")
-
-# C0/C1 controls other than tab and newline: they come from copy-paste and bad exports,
-# and would otherwise reach prompts and output files.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-_MONTH = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
-    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
-)
-_DATE = rf"{_MONTH} \d{{1,2}}(?:, \d{{4}})?"
-_PAGE_DATE = re.compile(rf"^(?P<date>{_DATE})(?:\s+(?P<upvotes>\d+))?$")
-_AUTHOR_COUNT = re.compile(r"^(?:[•*-]\s*)?(?P<n>\d+)\s+authors?$")
-_SEPARATOR = "·"
-# The subject is matched lazily so that "CLMay 13" splits as CL + May 13 (months are
-# spelled out in the date pattern, so the subject cannot swallow them).
-_FEED_HEADER = re.compile(rf"^(?P<score>\d+(?:\.\d+)?)?(?P<subject>[A-Za-z][A-Za-z.\-]{{0,15}}?)(?P<date>{_DATE})$")
-_FEED_SCORE = re.compile(r"^\d+(?:\.\d+)?$")
-_ET_AL = re.compile(r",?\s+et\s+al\.?$")
-_PARTICLES = frozenset("van von de der den del della da di du la le bin al dos das ten ter y".split())
-_PAGE_CHROME = frozenset(
-    {"new", "get trending papers in your email inbox!", "subscribe", "daily papers", "byak and the research community"}
-)
-
-# Titles on these pages run to ~140 characters and abstracts to 1000+; the bounds leave
-# room for long titles and for abstracts that a page cut short.
-MAX_TITLE_CHARS = 300
-MIN_ABSTRACT_CHARS = 100
+_AS_CSV = "save it as CSV (UTF-8) with title and abstract columns"
+_FORMAT_HINTS = {
+    ".xlsx": _AS_CSV,
+    ".xls": _AS_CSV,
+    ".ods": _AS_CSV,
+    ".tsv": "rename it to .csv (tab-separated columns are recognised)",
+    ".pdf": "this reads lists of papers (titles and abstracts), not a paper's PDF",
+    ".parquet": "export it as JSONL or CSV",
+}
 
 
 def _raise(error: InputError) -> None:
     raise error
-
-
-def _clean(text: str) -> str:
-    # Almost every field is printable: one C-level check spares the regex scan (re-runs
-    # parse tens of thousands of records).
-    if text.isprintable():
-        return text.strip()
-    return _CONTROL.sub("", text).strip()
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", path=path) from None
-    # A stray bad byte should cost one character, not the whole file.
-    return data.decode("utf-8-sig", errors="replace")
-
-
-def _lines(text: str) -> list[str]:
-    # Not str.splitlines(): it also breaks on form feeds and U+2028, which would make the
-    # reported line numbers disagree with the user's editor.
-    return [line.rstrip("\r") for line in text.split("\n")]
 
 
 # --------------------------------------------------------------------------------------
@@ -95,41 +59,69 @@ def _lines(text: str) -> list[str]:
 
 def read_papers(path: Path | str, *, on_error: ErrorHandler | None = None) -> list[Paper]:
     """Read one file; the format comes from the extension (and, for .txt, the content)."""
-    report = on_error or _raise
+    warn = on_error or ignore
+    reported = 0
+
+    def report(error: InputError) -> None:
+        nonlocal reported
+        reported += 1
+        (on_error or _raise)(error)
+
     p = Path(path)
+    source = display_path(p)
     suffix = p.suffix.lower()
     if suffix not in SUPPORTED_FORMATS:
+        hint = f"; {_FORMAT_HINTS[suffix]}" if suffix in _FORMAT_HINTS else ""
         raise InputError(
-            f"unsupported input format {suffix or '(no extension)'!r}; supported: {', '.join(SUPPORTED_FORMATS)}",
-            path=path,
+            f"unsupported input format {suffix or '(no extension)'!r}; supported: {', '.join(SUPPORTED_FORMATS)}{hint}",
+            path=source,
         )
-    text = _read_text(p)
-    source = str(path)
+    text = read_text(p, warn)
+    if not text.strip():
+        warn(InputWarning("the file is empty; no papers read", path=source))
+        return []
     if suffix == ".csv":
-        return _read_csv(text, source, report)
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(text, source, report)
-    lines = _lines(text)
-    first = next((line.strip() for line in lines if line.strip()), "")
-    if _FEED_HEADER.match(first):
-        return _read_feed(lines, source, report)
-    if _looks_like_page(lines):
-        return _read_page(lines, source, report)
-    raise InputError(
-        "unrecognised text format: expected a feed dump (first line a subject code and date, "
-        "e.g. 'AIOct 30, 2023') or a daily-papers page dump (title, blank line, abstract)",
-        path=path,
-    )
+        papers = read_csv(text, source, report)
+    elif suffix in (".jsonl", ".json"):
+        papers = read_json(text, source, report, warn)
+    else:
+        text_lines = lines(text)
+        if looks_like_feed(text_lines):
+            papers = read_feed(text_lines, source, report)
+        elif looks_like_page(text_lines):
+            papers = read_page(text_lines, source, report)
+        else:
+            raise InputError(
+                "unrecognised text format: expected a feed dump (first line a subject code and date, "
+                "e.g. 'AIOct 30, 2023') or a daily-papers page dump (title, blank line, abstract)",
+                path=source,
+            )
+    if not papers and not reported:
+        warn(InputWarning("no papers in this file", path=source))
+    return papers
 
 
 def read_inputs(paths: Iterable[Path | str], *, on_error: ErrorHandler | None = None) -> list[Paper]:
-    """Read several files and merge duplicates (same id), in first-seen order."""
+    """Read several files and merge duplicates (same id, i.e. same normalised title), in first-seen order.
+
+    The first occurrence wins, except that a longer abstract extending it replaces a shortened
+    one; a duplicate that disagrees (another abstract, another input id) is reported.
+    """
+    warn = on_error or ignore
     merged: dict[str, Paper] = {}
+    by_input_id: dict[str, Paper] = {}
     for path in paths:
         for paper in read_papers(path, on_error=on_error):
             first = merged.get(paper.id)
+            if first is None:
+                merged[paper.id] = paper
+                _check_input_id(paper, by_input_id, warn)
+                continue
+            if conflict := _conflict(first, paper):
+                message = f"same title as {first.title!r} ({_where(first)}) but {conflict}; the first is kept"
+                warn(InputWarning(message, path=paper.source, line=paper.line))
             # Re-assigning an existing key keeps its position, so order stays first-seen.
-            merged[paper.id] = paper if first is None else _merge(first, paper)
+            merged[paper.id] = _merge(first, paper)
     return list(merged.values())
 
 
@@ -162,12 +154,47 @@ def find_paper(papers: Sequence[Paper], query: str) -> Paper:
     raise InputError(f"{query!r} matches {len(hits)} papers: {shown}{more}; use the id or more of the title")
 
 
+# --------------------------------------------------------------------------------------
+# Duplicates
+
+
+def _where(paper: Paper) -> str:
+    return f"{paper.source}:{paper.line}" if paper.line is not None else str(paper.source)
+
+
+def _extends(longer: str, shorter: str) -> bool:
+    # Page dumps cut abstracts short, sometimes with an ellipsis.
+    return len(longer) > len(shorter) and longer.startswith(shorter.rstrip(" .…"))
+
+
+def _conflict(first: Paper, later: Paper) -> str:
+    reasons: list[str] = []
+    a, b = normalise_ws(first.abstract), normalise_ws(later.abstract)
+    if a != b and not _extends(a, b) and not _extends(b, a):
+        reasons.append("a different abstract")
+    ida, idb = first.metadata.get("id"), later.metadata.get("id")
+    if ida and idb and ida != idb:
+        reasons.append(f"a different id ({idb!r}, not {ida!r})")
+    return " and ".join(reasons)
+
+
+def _check_input_id(paper: Paper, seen: dict[str, Paper], warn: ErrorHandler) -> None:
+    input_id = paper.metadata.get("id")
+    if not input_id:
+        return
+    other = seen.setdefault(input_id, paper)
+    if other is not paper:
+        message = (
+            f"input id {input_id!r} is also the id of {other.title!r} ({_where(other)}); both are kept, "
+            "as papers are told apart by their titles"
+        )
+        warn(InputWarning(message, path=paper.source, line=paper.line))
+
+
 def _merge(first: Paper, later: Paper) -> Paper:
     update: dict[str, Any] = {}
-    a, b = normalise_ws(first.abstract), normalise_ws(later.abstract)
-    # Page dumps cut abstracts short, sometimes with an ellipsis; the full text wins.
-    if len(b) > len(a) and b.startswith(a.rstrip(" .…")):
-        update["abstract"] = later.abstract
+    if _extends(normalise_ws(later.abstract), normalise_ws(first.abstract)):
+        update["abstract"] = later.abstract  # the full text wins over a page's shortened one
     for field in ("authors", "author_count", "date"):
         if getattr(first, field) is None and getattr(later, field) is not None:
             update[field] = getattr(later, field)
@@ -177,333 +204,26 @@ def _merge(first: Paper, later: Paper) -> Paper:
 
 
 # --------------------------------------------------------------------------------------
-# JSONL and CSV
-
-
-def _split_authors(value: Any) -> list[str] | None:
-    if isinstance(value, list):
-        names = [_clean(str(v)) for v in value if v is not None]
-    elif isinstance(value, str):
-        # "Doe, Jane; Roe, Rick" is one common form, so ";" wins when present.
-        names = [_clean(v) for v in value.split(";" if ";" in value else ",")]
-    else:
-        return None
-    names = [n for n in names if n]
-    return names or None
-
-
-def _as_str(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _paper_from_record(record: dict[str, Any], source: str, line: int | None) -> Paper:
-    fields: dict[str, Any] = {}
-    metadata: dict[str, str] = {}
-    for key, value in record.items():
-        name = str(key).strip().lstrip("\ufeff")
-        lowered = name.casefold()
-        if lowered in ("title", "abstract", "authors", "date", "author_count") and lowered not in fields:
-            fields[lowered] = value
-        elif value is not None and value != "":  # an empty cell carries no information
-            metadata[name] = _clean(_as_str(value))
-    for f in ("title", "abstract"):
-        if isinstance(fields.get(f), str):
-            fields[f] = _clean(fields[f])
-    missing = [f for f in ("title", "abstract") if not isinstance(fields.get(f), str) or not fields[f]]
-    if missing:
-        raise InputError(f"missing or empty {' and '.join(missing)}", path=source, line=line)
-    kwargs: dict[str, Any] = {"source": source, "line": line, "metadata": metadata}
-    authors = _split_authors(fields.get("authors"))
-    if authors is not None:
-        kwargs["authors"] = authors
-    count = fields.get("author_count")
-    if count is not None and str(count).strip().isdigit():
-        kwargs["author_count"] = int(str(count).strip())
-    elif count not in (None, ""):
-        metadata["author_count"] = _clean(_as_str(count))
-    if fields.get("date") not in (None, ""):
-        kwargs["date"] = _clean(_as_str(fields["date"]))
-    return Paper.from_text(fields["title"], fields["abstract"], **kwargs)
-
-
-def _read_jsonl(text: str, source: str, report: ErrorHandler) -> list[Paper]:
-    if text.lstrip().startswith("["):
-        # A .json file holding one array is a common export; read it rather than report
-        # every line of it as malformed. Elements have no line of their own.
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON array: {exc.msg}", path=source, line=exc.lineno) from None
-        records: list[tuple[Any, int | None]] = [(item, None) for item in items]
-    else:
-        records = []
-        for lineno, raw in enumerate(_lines(text), start=1):
-            if not raw.strip():
-                continue
-            try:
-                records.append((json.loads(raw), lineno))
-            except json.JSONDecodeError as exc:
-                report(InputError(f"invalid JSON (column {exc.colno}): {exc.msg}", path=source, line=lineno))
-    papers: list[Paper] = []
-    for item, number in records:
-        if not isinstance(item, dict):
-            report(InputError(f"expected a JSON object, got {type(item).__name__}", path=source, line=number))
-            continue
-        try:
-            papers.append(_paper_from_record(item, source, number))
-        except InputError as exc:
-            report(exc)
-    return papers
-
-
-def _read_csv(text: str, source: str, report: ErrorHandler) -> list[Paper]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise InputError("empty CSV file; expected a header row with title and abstract columns", path=source)
-        names = [h.strip().lstrip("\ufeff") for h in header]
-        missing = [c for c in ("title", "abstract") if c not in {n.casefold() for n in names}]
-        if missing:
-            raise InputError(f"CSV header lacks required column(s): {', '.join(missing)}", path=source, line=1)
-        papers: list[Paper] = []
-        end = reader.line_num
-        for row in reader:
-            # A quoted field may span lines: the row starts just after the previous one ended.
-            start, end = end + 1, reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) > len(names):
-                report(
-                    InputError(f"row has {len(row)} fields but the header has {len(names)}", path=source, line=start)
-                )
-                continue
-            try:
-                papers.append(_paper_from_record(dict(zip(names, row, strict=False)), source, start))
-            except InputError as exc:
-                report(exc)
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", path=source, line=reader.line_num) from None
-    return papers
-
-
-# --------------------------------------------------------------------------------------
-# Daily-papers page dump
-
-
-def _is_footer_line(text: str) -> bool:
-    return text == _SEPARATOR or bool(_AUTHOR_COUNT.match(text))
-
-
-def _title_like(text: str) -> bool:
-    return (
-        0 < len(text) <= MAX_TITLE_CHARS
-        and text.casefold() not in _PAGE_CHROME
-        and not _PAGE_DATE.match(text)
-        and not _is_footer_line(text)
-        and any(ch.isalpha() for ch in text)
-    )
-
-
-def _abstract_like(text: str, title: str) -> bool:
-    return len(text) >= MIN_ABSTRACT_CHARS and len(text) > len(title) and not _PAGE_DATE.match(text)
-
-
-def _blocks(lines: list[str]) -> list[list[tuple[int, str]]]:
-    """Runs of non-blank lines, each line with its 1-based number."""
-    blocks: list[list[tuple[int, str]]] = []
-    current: list[tuple[int, str]] = []
-    for number, raw in enumerate(lines, start=1):
-        text = _clean(raw)
-        if text:
-            current.append((number, text))
-        elif current:
-            blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks
-
-
-def _is_footer(block: list[tuple[int, str]]) -> bool:
-    return any(_is_footer_line(text) for _, text in block)
-
-
-def _looks_like_page(lines: list[str]) -> bool:
-    # Needs the page's own marks, not just paragraphs, so that arbitrary prose is refused.
-    blocks = _blocks(lines)
-    return any(_is_footer(b) or (len(b) == 1 and b[0][1].casefold() in _PAGE_CHROME) for b in blocks)
-
-
-def _footer_fields(block: list[tuple[int, str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    metadata: dict[str, str] = {}
-    for _, text in block:
-        if text == _SEPARATOR:
-            continue
-        if m := _AUTHOR_COUNT.match(text):
-            out["author_count"] = int(m["n"])
-        elif m := _PAGE_DATE.match(text):
-            out["date"] = m["date"]
-            if m["upvotes"]:
-                metadata["upvotes"] = m["upvotes"]
-        else:
-            # Organisation lines read "<handle> <display name>", e.g.
-            # "Fudan-University Fudan University".
-            handle, _, name = text.partition(" ")
-            metadata["organisation"] = name.strip() or handle
-            if name.strip():
-                metadata["organisation_id"] = handle
-    out["metadata"] = metadata
-    return out
-
-
-def _read_page(lines: list[str], source: str, report: ErrorHandler) -> list[Paper]:
-    blocks = _blocks(lines)
-    single = [len(b) == 1 and not _is_footer(b) for b in blocks]
-    papers: list[Paper] = []
-    k = 0
-    while k < len(blocks):
-        title_line, title = blocks[k][0]
-        if not (single[k] and _title_like(title)):
-            if single[k] and len(title) > MAX_TITLE_CHARS:
-                report(
-                    InputError("abstract-like line with no title line before it; skipped", path=source, line=title_line)
-                )
-            elif not single[k] and not _is_footer(blocks[k]):
-                report(
-                    InputError("lines that are not a title, abstract or footer; skipped", path=source, line=title_line)
-                )
-            k += 1
-            continue
-        nxt = blocks[k + 1][0][1] if k + 1 < len(blocks) and single[k + 1] else None
-        if nxt is None or not _abstract_like(nxt, title):
-            if k + 1 < len(blocks) and _is_footer(blocks[k + 1]):
-                report(InputError("entry has a title but no abstract; skipped", path=source, line=title_line))
-            k += 1
-            continue
-        # An unknown chrome line right before a real title would pair with that title;
-        # if the next line is itself a title followed by a far longer abstract, prefer that.
-        after = blocks[k + 2][0][1] if k + 2 < len(blocks) and single[k + 2] else None
-        if _title_like(nxt) and after is not None and _abstract_like(after, nxt) and len(after) > 3 * len(nxt):
-            k += 1
-            continue
-        fields: dict[str, Any] = {"metadata": {}}
-        k += 2
-        if k < len(blocks) and _is_footer(blocks[k]):
-            fields = _footer_fields(blocks[k])
-            k += 1
-        papers.append(Paper.from_text(title, nxt, source=source, line=title_line, **fields))
-    return papers
-
-
-# --------------------------------------------------------------------------------------
-# Feed dump
-
-
-def _name_ok(name: str) -> bool:
-    tokens = name.split()
-    if not 1 <= len(tokens) <= 5 or not tokens[0][0].isupper():
-        return False
-    for i, tok in enumerate(tokens):
-        if not re.fullmatch(r"[^\W\d_][\w'’.\-]*", tok) or any(ch.isdigit() for ch in tok):
-            return False
-        if i and not tok[0].isupper() and tok not in _PARTICLES:
-            return False
-    return True
-
-
-def _camel(token: str) -> int:
-    return sum(1 for a, b in itertools.pairwise(token) if a.islower() and b.isupper())
-
-
-def _split_title_authors(line: str) -> tuple[str, list[str] | None, bool]:
-    """Split "TitleFirst Author, Second Author et al." into title, authors, et-al flag.
-
-    Every capital glued to a non-space character is a possible start of the first name
-    (titles end in words, acronyms, digits or brackets). Of the splits whose tail parses
-    as a list of names, the best has the fewest one-word names (a title fragment such as
-    "Consistency, Faithfulness" would parse as mononyms), then the fewest camel-case
-    joints in the first name ("ProgressGymJohn" vs "John"), then lies furthest right.
-    """
-    body = _ET_AL.sub("", line)
-    et_al = body != line
-    best: tuple[tuple[int, int, int], int, list[str]] | None = None
-    for i in range(1, len(body)):
-        if not body[i].isupper() or body[i - 1].isspace():
-            continue
-        if body[i - 1] in "-'’" or not any(ch.isalpha() for ch in body[:i]):
-            continue  # "Self-Consistency" is one word, not a title and a name
-        names = [n.strip() for n in body[i:].split(",")]
-        if not all(_name_ok(n) for n in names):
-            continue
-        key = (sum(len(n.split()) == 1 for n in names), _camel(names[0].split()[0]), -i)
-        if best is None or key < best[0]:
-            best = (key, i, names)
-    if best is None:
-        return line, None, False
-    return body[: best[1]], best[2], et_al
-
-
-def _read_feed(lines: list[str], source: str, report: ErrorHandler) -> list[Paper]:
-    rows = [(n, _clean(raw)) for n, raw in enumerate(lines, start=1) if _clean(raw)]
-    papers: list[Paper] = []
-    k = 0
-    while k < len(rows):
-        number, text = rows[k]
-        header = _FEED_HEADER.match(text)
-        if header is None:
-            # Only a final bare score can legitimately stand here; anything else is lost.
-            if not _FEED_SCORE.match(text):
-                message = "unexpected line in feed dump (expected a subject code and date); skipped"
-                report(InputError(message, path=source, line=number))
-            k += 1
-            continue
-        # Body: the title/authors line, then abstract lines up to the next header.
-        end = k + 1
-        while end < len(rows) and not _FEED_HEADER.match(rows[end][1]) and not _FEED_SCORE.match(rows[end][1]):
-            end += 1
-        body = rows[k + 1 : end]
-        # The relevance score of an entry is printed glued to the *next* entry's header.
-        score = None
-        if end < len(rows):
-            trailing = _FEED_HEADER.match(rows[end][1])
-            score = trailing["score"] if trailing else rows[end][1]
-        k = end
-        if len(body) < 2:
-            report(InputError("feed entry lacks a title or an abstract; skipped", path=source, line=number))
-            continue
-        title_line, title_text = body[0]
-        title, authors, et_al = _split_title_authors(title_text)
-        metadata = {"subject": header["subject"]}
-        if score:
-            metadata["score"] = score
-        if et_al:
-            metadata["authors_truncated"] = "true"
-        abstract = " ".join(t for _, t in body[1:])
-        papers.append(
-            Paper.from_text(
-                title, abstract, authors=authors, date=header["date"], source=source, line=title_line, metadata=metadata
-            )
-        )
-    return papers
+# One paper (the per-paper command)
 
 
 def paper_from_text(text: str, source: str) -> Paper:
     """A single paper typed or piped in: a JSON object, or a title line followed by the abstract."""
-    text = _clean(text).strip()
+    text = clean(text)
     if text.startswith("{"):
         try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=source, line=exc.lineno) from None
+            record = loads(text)
+        except JSON_ERRORS as exc:
+            line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+            message = json_problem(exc).replace("invalid JSON", "not valid JSON")
+            raise InputError(message, path=source, line=line) from None
         if not isinstance(record, dict):
             raise InputError("expected a JSON object with 'title' and 'abstract'", path=source)
-        return _paper_from_record(record, source, 1)
+        return paper_from_record(record, source, 1)
     head, _, rest = text.partition("\n")
     if not head.strip() or not rest.strip():
         raise InputError("expected a title on the first line and the abstract below it", path=source)
-    return Paper.from_text(head, normalise_ws(rest), source=source, line=1)
+    return make_paper(clean(head), normalise_ws(rest), source=source, line=1)
 
 
 def pick_paper(
@@ -518,7 +238,7 @@ def pick_paper(
     if title is not None or abstract is not None:
         if not (title and title.strip()) or not (abstract and abstract.strip()):
             raise InputError("--title and --abstract must be given together, and neither may be empty")
-        return Paper.from_text(_clean(title), normalise_ws(_clean(abstract)), source="<command line>")
+        return make_paper(clean(title), normalise_ws(clean(abstract)), source="<command line>", line=None)
     if stdin_text is not None:
         return paper_from_text(stdin_text, "<stdin>")
     if path is None:
@@ -529,19 +249,19 @@ def pick_paper(
     except InputError:
         if p.suffix.lower() != ".txt" or not p.is_file():
             raise
-        return paper_from_text(_read_text(p), str(path))
+        return paper_from_text(read_text(p, ignore), display_path(p))
     if not papers:
-        raise InputError("no papers found", path=path)
+        raise InputError("no papers found", path=display_path(p))
     if query is not None:
         if query.startswith("#") and query[1:].isdigit():
             index = int(query[1:])
             if not 1 <= index <= len(papers):
-                raise InputError(f"--paper {query}: the file has papers #1 to #{len(papers)}", path=path)
+                raise InputError(f"--paper {query}: the file has papers #1 to #{len(papers)}", path=display_path(p))
             return papers[index - 1]
         return find_paper(papers, query)
     if len(papers) > 1:
         raise InputError(
             f"the file holds {len(papers)} papers; choose one with --paper (an id, a title, or #1..#{len(papers)})",
-            path=path,
+            path=display_path(p),
         )
     return papers[0]

@@ -14,14 +14,17 @@ server. Each chat request is answered by, in order of precedence:
 3. otherwise `responder(request_json)` (default: `fakes.valid_answer` of the paper's messages).
 
 Every chat request is recorded (`hits`, `requests`) with its outcome (`counts`).
+`ServerProcess` runs one in a child process, for clients busy enough to starve it of the GIL.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -29,6 +32,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .fakes import valid_answer
@@ -67,6 +72,13 @@ class Faults:
         rates = [rate for _, rate in self._table()]
         if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0 + 1e-9:
             raise ValueError(f"fault rates must lie in [0, 1] and sum to at most 1, got {rates}")
+
+    @classmethod
+    def spread(cls, total: float, *, seed: int = 0, **options: Any) -> Faults:
+        """`total` (e.g. 0.3 for 30 % of requests) split evenly over every fault kind, slow answers included."""
+        kinds = [name for name, _ in cls()._table()]
+        rates = {f"rate_{name}": total / len(kinds) for name in kinds}
+        return cls(**rates, seed=seed, **options)
 
     def _table(self) -> list[tuple[str, float]]:
         return [
@@ -153,6 +165,13 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 256  # a burst of 64+ connects must not overflow the listen backlog
     owner: ScriptedServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gives up (its timeout) or is killed resets its connections: routine for
+        # a server that provokes exactly that, so not worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle's algorithm against the client's
@@ -177,6 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:  # the client died mid-request (kill -9): nothing to answer, and not a request
+            self.close_connection = True
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
@@ -395,6 +417,94 @@ class ScriptedServer:
             self._thread = None
 
     def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------
+# In a child process
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What a `ServerProcess` saw: chat requests, their outcomes, the most handled at once."""
+
+    requests: int
+    counts: dict[str, int]
+    peak_in_flight: int
+
+
+def _serve_in_child(conn: Connection, options: dict[str, Any]) -> None:
+    server = ScriptedServer(**options).start()
+    try:
+        conn.send(server.base_url)
+        while conn.recv() != "stop":
+            conn.send(_report(server))
+        server.stop()
+        conn.send(_report(server))
+    except (EOFError, OSError):  # the parent went away
+        pass
+    finally:
+        server.stop()
+
+
+def _report(server: ScriptedServer) -> ServerReport:
+    with server._lock:
+        return ServerReport(len(server.hits), dict(server.counts), server.peak_in_flight)
+
+
+class ServerProcess:
+    """A `ScriptedServer` in a child process: for runs whose client keeps a core busy.
+
+    In one process, a CPU-bound client (instructor and pydantic at 64 requests in flight)
+    can hold the GIL long enough that the server reads a request only after the client
+    has timed out and reset it; the server then never sees a request the client counted.
+    Options are `ScriptedServer`'s keyword arguments (a responder must be picklable).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._conn: Connection | None = None
+        self._proc: BaseProcess | None = None
+        self.base_url = ""
+
+    def start(self) -> ServerProcess:
+        parent, child = multiprocessing.Pipe()
+        self._proc = multiprocessing.get_context("spawn").Process(
+            target=_serve_in_child, args=(child, self._options), name="scripted-server", daemon=True
+        )
+        self._proc.start()
+        self._conn = parent
+        self.base_url = str(parent.recv())
+        return self
+
+    def report(self) -> ServerReport:
+        assert self._conn is not None, "the server is not started"
+        self._conn.send("report")
+        report: ServerReport = self._conn.recv()
+        return report
+
+    def stop(self) -> ServerReport | None:
+        """Stop the child; returns its final report (None if it was not running)."""
+        if self._conn is None or self._proc is None:
+            return None
+        report: ServerReport | None = None
+        try:
+            self._conn.send("stop")
+            report = self._conn.recv()
+        except (EOFError, OSError):
+            pass
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._conn.close()
+        self._conn = self._proc = None
+        return report
+
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
