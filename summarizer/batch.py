@@ -28,7 +28,7 @@ from typing import Any, ParamSpec
 from aiolimiter import AsyncLimiter
 
 from .cache import RunCache, canonical_json
-from .errors import ConfigError, InputError, OutputError, SummarizerError
+from .errors import ConfigError, InputError, InputWarning, OutputError, SummarizerError
 from .export import (
     MANIFEST,
     RECORDS,
@@ -443,12 +443,19 @@ async def run_tag(
     problems: list[InputError] = []
     papers = read_inputs(inputs, on_error=problems.append)
     for problem in problems:
-        emit(InputProblem(str(problem.path) if problem.path else None, problem.line, problem.reason))
+        repaired = isinstance(problem, InputWarning)
+        emit(InputProblem(str(problem.path) if problem.path else None, problem.line, problem.reason, repaired))
     if shard is not None:
         papers = [p for p in papers if shard.owns(p.id)]
     summary = RunSummary(outdir=str(directory), status="running", papers=len(papers))
     summary.input_errors = [
-        {"path": str(p.path) if p.path else None, "line": p.line, "reason": p.reason} for p in problems
+        {
+            "path": str(p.path) if p.path else None,
+            "line": p.line,
+            "reason": p.reason,
+            "repaired": isinstance(p, InputWarning),
+        }
+        for p in problems
     ]
 
     warnings: list[str] = []  # also kept in the manifest: a notice on screen is gone by morning

@@ -35,6 +35,10 @@ class InputError(SummarizerError):
         self.reason = message
 
 
+class InputWarning(InputError):
+    """An input problem the reader repaired; the data was kept (its message says how)."""
+
+
 class ModelFileError(SummarizerError):
     """The embedded model could not be found, assembled or verified."""
 

@@ -20,10 +20,10 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from .cache import KEY_VERSION, ResponseCache, canonical_json
-from .errors import ExtractionFailed, LLMError, SummarizerError
-from .guard import WITHHELD, withheld_sentences
+from .errors import ExtractionFailed, LLMError, PromptError, SummarizerError
+from .guard import withheld_sentences
 from .llm import Backend, make_backend
-from .prompts import PromptSet, load_prompts
+from .prompts import Example, PromptSet, load_prompts
 from .schemas import (
     MAX_CLAIMS,
     MAX_SECONDARY,
@@ -88,16 +88,14 @@ def _choice(values: tuple[Any, ...]) -> Any:
     return Literal[values]
 
 
-def build_answer_model(
-    taxonomy: Taxonomy, names: tuple[str, ...], n_sentences: int, withheld: tuple[int, ...] = ()
-) -> type[AnswerBase]:
+def build_answer_model(taxonomy: Taxonomy, names: tuple[str, ...], n_sentences: int) -> type[AnswerBase]:
     """The response schema for one paper: every choice the model makes is an enum.
 
     Categories and contribution types come from the taxonomy; method and dataset names from
     the abstract's candidate names; evidence from its sentence numbers. Decoding constrained
     to this schema cannot produce a name or a citation that is not in the abstract.
     """
-    return _answer_model(tuple(taxonomy.category_ids), tuple(taxonomy.contribution_ids), names, n_sentences, withheld)
+    return _answer_model(tuple(taxonomy.category_ids), tuple(taxonomy.contribution_ids), names, n_sentences)
 
 
 @lru_cache(maxsize=512)
@@ -106,7 +104,6 @@ def _answer_model(
     contribution_ids: tuple[str, ...],
     names: tuple[str, ...],
     n_sentences: int,
-    withheld: tuple[int, ...],
 ) -> type[AnswerBase]:
     categories = _choice(category_ids)
     contributions = _choice(contribution_ids)
@@ -114,9 +111,7 @@ def _answer_model(
     # one of the first three sentences. A small model left free cites sentence 1 by habit,
     # so claims may only cite sentences after the first third.
     first_claim = 1 + n_sentences // 3
-    citable = tuple(n for n in range(first_claim, max(n_sentences, 1) + 1) if n not in withheld)
-    # A paper that is all withheld text still needs a schema; its answer fails the record check.
-    sentence = _choice(citable or (max(n_sentences, 1),))
+    sentence = _choice(tuple(range(first_claim, max(n_sentences, 1) + 1)))
     name = _choice(names) if names else None
     dataset_fields: dict[str, Any] = {
         "name": (name if names else str, ...),
@@ -207,7 +202,7 @@ class Prepared:
 
     paper: Paper
     abstract: str
-    sentences: list[str]
+    sentences: list[str]  # as the model is shown them, numbered from 1: withheld ones left out
     answer_model: type[AnswerBase]
     messages: list[dict[str, str]]
     key: str
@@ -238,6 +233,24 @@ class Extractor:
         self.cache = cache
         # Rendered once: byte-identical across papers, so llama.cpp re-uses its KV cache.
         self.system_prompt = self.prompts.render("system.j2", taxonomy=self.taxonomy)
+        # Worked examples follow the system prompt, fixed and in file order, so they are part
+        # of the prefix every paper shares (processed once per server, not once per paper).
+        self.example_messages = [m for ex in self.prompts.examples for m in self._example_turn(ex)]
+
+    def _example_turn(self, example: Example) -> list[dict[str, str]]:
+        """An example as a user turn and the assistant's answer, checked against its schema."""
+        sentences = split_sentences(example.abstract)
+        names = tuple(candidate_names(example.abstract))
+        model = build_answer_model(self.taxonomy, names, len(sentences))
+        try:
+            answer = model.model_validate(example.answer)
+        except ValidationError as exc:
+            raise PromptError(
+                f"{example.where}: the example's answer does not fit the answer schema "
+                f"(taxonomy ids, the abstract's names and sentence numbers): {exc}"
+            ) from exc
+        user = self.prompts.render("user.j2", title=example.title, sentences=sentences, names=names)
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": answer.model_dump_json()}]
 
     @cached_property
     def schema_hash(self) -> str:
@@ -282,19 +295,30 @@ class Extractor:
             raise ExtractionFailed("the abstract is empty")
         warnings = [warning] if warning else []
         withheld = withheld_sentences(sentences, self._identifiers)
-        shown, name_source = sentences, abstract
         if withheld:
-            shown = [WITHHELD if i in withheld else s for i, s in enumerate(sentences, 1)]
-            name_source = " ".join(s for i, s in enumerate(sentences, 1) if i not in withheld)
+            # Left out and the rest renumbered: the model sees the paper as if the sentences
+            # were never there. A placeholder in their place was itself something the model
+            # reacted to (in the hostile suite it moved a label to not_alignment).
+            if len(withheld) == len(sentences):
+                raise ExtractionFailed(
+                    f"every sentence of the abstract ({len(sentences)}) addresses an AI tagger, not the reader; "
+                    "nothing is left to tag"
+                )
             warnings.append(
                 f"withheld from the model {len(withheld)} sentence(s) addressed to an AI tagger, "
                 f"not the reader (sentence {', '.join(map(str, withheld))})"
             )
-        names = tuple(candidate_names(name_source))
-        user = self.prompts.render("user.j2", title=paper.title, sentences=shown, names=names)
-        messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
+            sentences = [s for i, s in enumerate(sentences, 1) if i not in withheld]
+        # Names come only from what the model is shown, so a withheld sentence cannot plant one.
+        names = tuple(candidate_names(" ".join(sentences) if withheld else abstract))
+        user = self.prompts.render("user.j2", title=paper.title, sentences=sentences, names=names)
+        messages = [
+            {"role": "system", "content": self.system_prompt},
+            *self.example_messages,
+            {"role": "user", "content": user},
+        ]
         key = self.key_for(paper)
-        model = build_answer_model(self.taxonomy, names, len(sentences), withheld)
+        model = build_answer_model(self.taxonomy, names, len(sentences))
         return Prepared(paper, abstract, sentences, model, messages, key, warnings)
 
     @cached_property

@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import ExtractionFailed
-from .guard import WITHHELD
 from .llm import CallStats, Completion
 from .schemas import Usage
 
@@ -48,10 +47,6 @@ def names_of(messages: list[dict[str, str]]) -> list[str]:
     return names
 
 
-def _last_citable(sentences: list[str]) -> int:
-    return next((i for i in range(len(sentences), 0, -1) if sentences[i - 1] != WITHHELD), len(sentences) or 1)
-
-
 def valid_answer(messages: list[dict[str, str]], *, category: str = "learning_from_feedback") -> dict[str, Any]:
     """A schema-valid answer for whatever paper the messages carry (content is not meaningful)."""
     sentences = sentences_of(messages)
@@ -63,7 +58,7 @@ def valid_answer(messages: list[dict[str, str]], *, category: str = "learning_fr
         "method_name": None,
         "method_description": f"Studies {title.group(1) if title else 'the problem'}."[:300],
         "datasets": [],
-        "claims": [{"sentence": _last_citable(sentences), "statement": "The paper reports its main finding."}],
+        "claims": [{"sentence": len(sentences) or 1, "statement": "The paper reports its main finding."}],
         "category_reasoning": "The paper is about aligning models with human preferences.",
         "about_ai_alignment": category != "not_alignment",
         "primary_category": category,

@@ -25,15 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, InputWarning
 from .schemas import Paper, normalise_title
 
-
-class InputWarning(InputError):
-    """An input problem the reader repaired; the data was kept (its message says how)."""
-
-
-ErrorHandler = Callable[[InputError], None]
+ErrorHandler = Callable[[InputError], None]  # gets errors and `InputWarning`s
 
 # C0/C1 controls other than tab and newline, and stray byte-order marks: they come from
 # copy-paste, bad exports and concatenated files, and would otherwise reach prompts and outputs.

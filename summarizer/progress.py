@@ -41,6 +41,11 @@ class InputProblem:
     path: str | None
     line: int | None
     reason: str
+    repaired: bool = False  # an InputWarning: the paper was kept, repaired as the reason says
+
+    @property
+    def label(self) -> str:
+        return "input warning: " if self.repaired else "input error: "
 
 
 @dataclass(frozen=True)
@@ -233,14 +238,17 @@ def _where(event: InputProblem) -> str:
 
 
 class QuietSink:
-    """Nothing on success; input problems and the budget stop still go to stderr."""
+    """Nothing on success; input problems, notices (cache trouble, a repaired run directory)
+    and the budget stop still go to stderr."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stderr
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, InputProblem):
-            print(f"input error: {_where(event)}{event.reason}", file=self.stream)
+            print(f"{event.label}{_where(event)}{event.reason}", file=self.stream)
+        elif isinstance(event, Notice):
+            print(f"notice: {event.message}", file=self.stream)
         elif isinstance(event, BudgetReached):
             print(f"budget reached: {event.reason}", file=self.stream)
 
@@ -333,7 +341,7 @@ class RichSink:
                 self._say("resuming: ", "cyan", f"{event.already_done} papers already done in {event.outdir}")
         # Paper text and paths are shown as plain Text: a title holding "[bold]" is not markup.
         elif isinstance(event, InputProblem):
-            self._say("input error: ", "yellow", f"{_where(event)}{event.reason}")
+            self._say(event.label, "yellow", f"{_where(event)}{event.reason}")
         elif isinstance(event, PaperFailed):
             self._say("failed: ", "red", f"{event.title[:80]}: {event.error}: {event.reason[:160]}")
         elif isinstance(event, BudgetReached):

@@ -10,6 +10,7 @@ turns, line breaks).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ import jinja2
 from .errors import PromptError
 
 TEMPLATES = ("system.j2", "user.j2")
+# Optional worked examples, shown to the model as earlier turns of the conversation: one
+# JSON object per line with a paper's "title" and "abstract" and the "answer" it should get.
+EXAMPLES = "examples.jsonl"
 
 # --------------------------------------------------------------------------------------
 # Interpolated values are data
@@ -73,10 +77,21 @@ _ENV = jinja2.Environment(
 
 
 @dataclass(frozen=True)
+class Example:
+    """A worked example: a paper and the answer it should get, from `examples.jsonl`."""
+
+    title: str
+    abstract: str
+    answer: dict[str, Any]
+    where: str  # "path:line", for errors about it
+
+
+@dataclass(frozen=True)
 class PromptSet:
     directory: Path
     sources: dict[str, str]
     content_hash: str
+    examples: tuple[Example, ...] = ()
     _compiled: dict[str, jinja2.Template] = field(default_factory=dict, repr=False, compare=False)
 
     def render(self, name: str, **variables: Any) -> str:
@@ -107,4 +122,36 @@ def load_prompts(directory: Path, names: tuple[str, ...] = TEMPLATES) -> PromptS
             raise PromptError(f"prompt {path}:{exc.lineno}: {exc.message}") from exc
         sources[name] = text
         digest.update(name.encode() + b"\0" + text.encode("utf-8") + b"\0")
-    return PromptSet(directory=directory, sources=sources, content_hash=digest.hexdigest(), _compiled=compiled)
+    examples: tuple[Example, ...] = ()
+    path = directory / EXAMPLES
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        examples = _parse_examples(path, text)
+        sources[EXAMPLES] = text
+        digest.update(EXAMPLES.encode() + b"\0" + text.encode("utf-8") + b"\0")
+    return PromptSet(
+        directory=directory, sources=sources, content_hash=digest.hexdigest(), examples=examples, _compiled=compiled
+    )
+
+
+def _parse_examples(path: Path, text: str) -> tuple[Example, ...]:
+    examples: list[Example] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"{where}: not a JSON object: {exc.msg}") from exc
+        if not isinstance(item, dict):
+            raise PromptError(f"{where}: not a JSON object")
+        missing = [k for k in ("title", "abstract", "answer") if k not in item]
+        if missing:
+            raise PromptError(f"{where}: example lacks {', '.join(missing)}")
+        if not isinstance(item["title"], str) or not isinstance(item["abstract"], str):
+            raise PromptError(f"{where}: title and abstract must be strings")
+        if not isinstance(item["answer"], dict):
+            raise PromptError(f"{where}: answer must be a JSON object")
+        examples.append(Example(item["title"], item["abstract"], item["answer"], where))
+    return tuple(examples)

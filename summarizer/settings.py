@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,7 +60,7 @@ class Settings(BaseSettings):
     )
     instructor_mode: InstructorMode = "auto"
     model_path: Path | None = Field(None, description="A GGUF file for the embedded backend instead of the default.")
-    n_ctx: int = Field(4096, ge=512)
+    n_ctx: int = Field(8192, ge=512)
     n_threads: int | None = Field(None, ge=1)
 
     # --- what the model is asked (all part of the cache key) -----------------------------
@@ -122,6 +123,12 @@ class Settings(BaseSettings):
         }
 
     def check(self) -> None:
+        if self.base_url and ("@" in (urlsplit(self.base_url).netloc or "")):
+            # The openai client's own debug log prints its base URL, so a key in it would leak.
+            raise ConfigError(
+                "the base URL carries credentials (user:password@host); give the key in "
+                "SUMMARIZER_API_KEY or OPENAI_API_KEY and the URL without them"
+            )
         if self.resolved_backend == "openai" and not self.base_url and not self.api_key:
             raise ConfigError(
                 "backend 'openai' needs an API key (OPENAI_API_KEY) or a base URL (OPENAI_BASE_URL) "

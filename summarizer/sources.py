@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .dumps import looks_like_feed, looks_like_page, read_feed, read_page
-from .errors import InputError
-from .inputtext import ErrorHandler, InputWarning, clean, display_path, ignore, lines, make_paper, read_text
+from .errors import InputError, InputWarning
+from .inputtext import ErrorHandler, clean, display_path, ignore, lines, make_paper, read_text
 from .schemas import Paper, normalise_title, normalise_ws
 from .structured import JSON_ERRORS, json_problem, loads, paper_from_record, read_csv, read_json
 

@@ -14,7 +14,11 @@ import re
 from .schemas import normalise_ws
 
 _ABBREVIATIONS = frozenset("e.g i.e et al etc vs cf fig figs eq eqs sec no approx resp incl dr mr ms prof st".split())
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+# A sentence ends at . ! ? before a capital or digit in any script, or before markup that
+# cannot continue a sentence ("<" of a tag, "%" of a LaTeX comment: text pasted after an
+# abstract's sentence must not merge into it); and at a CJK full stop, space or not.
+_STARTS = r"A-Z0-9<%\u0391-\u03a9\u0400-\u042f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
+_BOUNDARY = re.compile(rf"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[{_STARTS}])|(?<=[。！？])\s*(?=\S)")
 
 
 def split_sentences(text: str) -> list[str]:

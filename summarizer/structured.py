@@ -14,8 +14,8 @@ import json
 import re
 from typing import Any
 
-from .errors import InputError
-from .inputtext import ErrorHandler, InputWarning, clean, has_surrogates, lines, make_paper
+from .errors import InputError, InputWarning
+from .inputtext import ErrorHandler, clean, has_surrogates, lines, make_paper
 from .schemas import Paper
 
 _KNOWN_FIELDS = ("title", "abstract", "authors", "date", "author_count")

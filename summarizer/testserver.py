@@ -117,13 +117,16 @@ class Hit:
 
 
 def paper_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The messages up to the first user message: the paper itself, without re-asks."""
-    out: list[dict[str, str]] = []
-    for message in messages:
-        out.append({"role": str(message.get("role")), "content": str(message.get("content") or "")})
-        if message.get("role") == "user":
-            break
-    return out
+    """The messages up to the paper's own user turn: no re-asks after it.
+
+    Worked examples are earlier user turns that also hold a <paper>; re-asks never do, so the
+    paper is the last user turn that does (or the first user turn, for other templates).
+    """
+    plain = [{"role": str(m.get("role")), "content": str(m.get("content") or "")} for m in messages]
+    users = [i for i, m in enumerate(plain) if m["role"] == "user"]
+    with_paper = [i for i in users if "<paper>" in plain[i]["content"]]
+    end = with_paper[-1] if with_paper else (users[0] if users else len(plain) - 1)
+    return plain[: end + 1]
 
 
 def default_responder(request: dict[str, Any]) -> dict[str, Any]:

@@ -136,8 +136,13 @@ async def test_a_run_skips_unusable_papers_and_tags_the_rest(tmp_path: Path) -> 
     summary = await tag(tmp_path, path)
     assert (summary.done, summary.failed, summary.papers) == (2, 0, 2)
     assert summary.input_errors == [
-        {"path": str(path), "line": 2, "reason": "abstract is a placeholder ('N/A'), not an abstract"},
-        {"path": str(path), "line": 3, "reason": "missing or empty title"},
+        {
+            "path": str(path),
+            "line": 2,
+            "reason": "abstract is a placeholder ('N/A'), not an abstract",
+            "repaired": False,
+        },
+        {"path": str(path), "line": 3, "reason": "missing or empty title", "repaired": False},
     ]
     done = records(tmp_path / "out")
     # A one-sentence abstract still gets a record whose evidence is that sentence, verbatim.
@@ -217,7 +222,9 @@ def test_non_english_page_and_feed_dumps(tmp_path: Path) -> None:
 def test_validators_accept_non_english_evidence_and_names() -> None:
     for _, abstract in MULTILINGUAL:
         sentences = split_sentences(abstract)
-        assert " ".join(sentences) == abstract  # nothing dropped or altered
+        # Nothing dropped or altered (CJK sentences are not separated by spaces).
+        assert "".join(sentences).replace(" ", "") == abstract.replace(" ", "")
+        assert all(sentence in abstract for sentence in sentences)
         for sentence in sentences:
             record = PaperRecord.model_validate(valid_record(abstract, sentence), context={**CTX, "abstract": abstract})
             assert record.claims[0].evidence == sentence
@@ -637,7 +644,8 @@ async def test_an_input_file_name_that_is_not_utf8_cannot_break_the_writes(tmp_p
     summary = await run_tag([path], tmp_path / "out", settings(tmp_path), backend=backend)
     assert (summary.done, summary.failed) == (1, 1)
     shown = str(tmp_path / "caf\\xe9.jsonl")  # the bad byte as an escape, printable and writable
-    assert summary.input_errors == [{"path": shown, "line": 3, "reason": summary.input_errors[0]["reason"]}]
+    reason = summary.input_errors[0]["reason"]
+    assert summary.input_errors == [{"path": shown, "line": 3, "reason": reason, "repaired": False}]
     failure = json.loads((tmp_path / "out" / "failures.jsonl").read_text(encoding="utf-8"))
     assert (failure["source"], failure["line"]) == (shown, 2)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))

@@ -23,6 +23,7 @@ import pytest
 from summarizer.batch import Shard, price_for, run_tag
 from summarizer.errors import ConfigError, ExtractionFailed, OutputError
 from summarizer.export import RECORDS, record_id
+from summarizer.extract import Extractor
 from summarizer.fakes import FakeBackend, valid_answer
 from summarizer.progress import (
     EXIT_BUDGET,
@@ -30,9 +31,12 @@ from summarizer.progress import (
     CacheHits,
     Event,
     JsonlSink,
+    Notice,
     PaperDone,
+    QuietSink,
     RunStarted,
 )
+from summarizer.pricing import estimate_usage
 from summarizer.schemas import paper_id
 from summarizer.settings import Settings
 from summarizer.sources import read_inputs
@@ -337,6 +341,23 @@ async def test_bad_input_lines_are_reported_and_the_rest_still_run(tmp_path: Pat
     assert manifest(tmp_path / "out")["input_errors"] == summary.input_errors
 
 
+async def test_repaired_input_is_a_warning_not_an_error_and_quiet_mode_still_says_so(tmp_path: Path) -> None:
+    inputs = tmp_path / "papers.jsonl"
+    write_jsonl(inputs, 2)
+    with inputs.open("a") as fh:
+        fh.write("{broken json\n")
+        fh.write(json.dumps({"title": "Lone surrogate", "abstract": "We study \ud800 repairs. It works."}) + "\n")
+    stream = io.StringIO()
+    summary = await run_tag([inputs], tmp_path / "out", settings(tmp_path), backend=fake(), sink=QuietSink(stream))
+    assert summary.done == 3  # the repaired paper ran
+    assert [(e["line"], e["repaired"]) for e in summary.input_errors] == [(3, False), (4, True)]
+    printed = stream.getvalue().splitlines()
+    assert printed[0].startswith(f"input error: {inputs}:3: ")
+    assert printed[1].startswith(f"input warning: {inputs}:4: ") and "surrogate" in printed[1]
+    QuietSink(stream)(Notice("the cache is locked"))
+    assert stream.getvalue().splitlines()[-1] == "notice: the cache is locked"
+
+
 async def test_shards_partition_the_papers(tmp_path: Path) -> None:
     all_ids = {p.id for p in SEED_PAPERS}
     seen: list[set[str]] = []
@@ -384,11 +405,15 @@ async def test_token_budget_stops_cleanly_and_resume_finishes(tmp_path: Path) ->
 async def test_cost_budget_uses_the_price_table_and_counts_reasks(tmp_path: Path) -> None:
     prices = tmp_path / "prices.toml"
     prices.write_text('[models."fake-model"]\ninput = 1000.0\noutput = 1000.0\n')  # $0.15 a call
-    s = settings(tmp_path, concurrency=1, max_cost_usd=5.0, price_table_path=prices, expected_output_tokens=1)
+    s = settings(tmp_path, concurrency=1, price_table_path=prices, expected_output_tokens=1)
+    # Room for the biggest paper's estimate plus about 13 calls ($0.15 each) actually spent.
+    ex = Extractor(s.model_copy(update={"use_cache": False}), backend=FakeBackend())
+    biggest = max(estimate_usage(ex, p).total_tokens for p in read_inputs(SEEDS[1:2])) * 1000.0 / 1e6
+    s = s.model_copy(update={"max_cost_usd": biggest + 2.0})
     backend = FakeBackend([{"summary": "invalid"}], responder=valid_answer)  # the first paper needs a re-ask
     summary = await run_tag(SEEDS[1:2], tmp_path / "out", s, backend=backend)
     assert summary.status == "budget_exhausted" and summary.done > 1 and summary.not_attempted > 0
-    assert summary.cost_usd is not None and summary.cost_usd <= 5.0
+    assert summary.cost_usd is not None and summary.cost_usd <= biggest + 2.0
     assert len(backend.calls) == summary.done + 1
     assert summary.usage.total_tokens == len(backend.calls) * 150  # the re-ask is in it
     assert manifest(tmp_path / "out")["cost_usd"] == pytest.approx(summary.cost_usd)
@@ -421,7 +446,8 @@ async def test_dry_run_counts_cached_and_estimates_without_sending(tmp_path: Pat
     assert (plan.papers, plan.already_done, plan.cached) == (77, 42, 6)
     assert plan.to_send == 77 - 42 - 6
     assert plan.completion_tokens == plan.to_send * s.expected_output_tokens
-    assert 1000 * plan.to_send < plan.prompt_tokens < 3000 * plan.to_send  # ~chars/4 of a ~7 kB prompt
+    # ~chars/4 of the prompt: system prompt and worked examples (~20 kB) plus the paper.
+    assert 3000 * plan.to_send < plan.prompt_tokens < 8000 * plan.to_send
     assert plan.cost_usd is None  # the fake model has no price
     assert not (tmp_path / "new").exists()
     fresh = await run_tag(SEEDS, tmp_path / "new", s, dry_run=True, backend=fake())

@@ -180,6 +180,6 @@ def test_empty_run_exports_headers_and_an_empty_digest(tmp_path: Path) -> None:
 def test_csv_cells_cannot_run_as_spreadsheet_formulas() -> None:
     from summarizer.export import to_csv
 
-    text = to_csv([make_result("=HYPERLINK(\"http://x\") Paper", "learning_from_feedback")])
+    text = to_csv([make_result('=HYPERLINK("http://x") Paper', "learning_from_feedback")])
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["title"].startswith("'=HYPERLINK")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,68 @@ async def test_prompt_with_missing_variable_fails_before_any_call(tmp_path: Path
     shutil.copytree(ROOT / "prompts", prompts)
     (prompts / "user.j2").write_text("{{ title }} {{ abstract_text }}")
     backend = FakeBackend(responder=valid_answer)
-    async with Extractor(Settings(cache_dir=tmp_path / "c", prompts_dir=prompts), backend=backend) as ex:
-        with pytest.raises(PromptError, match="abstract_text"):
+    with pytest.raises(PromptError, match="abstract_text"):
+        async with Extractor(Settings(cache_dir=tmp_path / "c", prompts_dir=prompts), backend=backend) as ex:
             await ex.extract_or_failure(paper())
     assert backend.calls == []
+
+
+async def test_worked_examples_come_between_the_system_prompt_and_the_paper(tmp_path: Path) -> None:
+    backend = FakeBackend(responder=valid_answer)
+    async with make(tmp_path, backend) as ex:
+        await ex.extract(paper())
+        examples = ex.prompts.examples
+    messages = backend.calls[0]
+    assert len(examples) >= 1
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * len(examples) + ["user"]
+    assert paper().title in messages[-1]["content"]
+    for example, (user, assistant) in zip(examples, zip(messages[1::2], messages[2::2], strict=False), strict=False):
+        assert example.title in user["content"]
+        assert json.loads(assistant["content"])["primary_category"] == example.answer["primary_category"]
+
+
+def test_worked_examples_are_part_of_the_prompt_hash(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    with_examples = make(tmp_path, FakeBackend(), prompts_dir=prompts)
+    lines = (prompts / "examples.jsonl").read_text().splitlines()
+    (prompts / "examples.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    fewer = make(tmp_path, FakeBackend(), prompts_dir=prompts)
+    (prompts / "examples.jsonl").unlink()
+    none = make(tmp_path, FakeBackend(), prompts_dir=prompts)
+    assert len({with_examples.key_for(paper()), fewer.key_for(paper()), none.key_for(paper())}) == 3
+    assert [m["role"] for m in none.prepare(paper()).messages] == ["system", "user"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a | {"primary_category": "astrology"}, "astrology"),
+        (lambda a: a | {"method_name": "NotInTheAbstract"}, "NotInTheAbstract"),
+        (lambda a: a | {"claims": [{"sentence": 99, "statement": "x"}]}, "claims"),
+    ],
+)
+def test_a_worked_example_that_breaks_the_schema_is_named_by_file_and_line(
+    tmp_path: Path, change: Any, message: str
+) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    lines = (prompts / "examples.jsonl").read_text().splitlines()
+    item = json.loads(lines[1])
+    item["answer"] = change(item["answer"])
+    lines[1] = json.dumps(item)
+    (prompts / "examples.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PromptError, match=rf"(?s)examples.jsonl:2: .*{message}"):
+        make(tmp_path, FakeBackend(), prompts_dir=prompts)
+
+
+def test_a_worked_example_that_is_not_json_is_named_by_file_and_line(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    with (prompts / "examples.jsonl").open("a") as fh:
+        fh.write('{"title": "T", "abstract": "A."\n')
+    with pytest.raises(PromptError, match=r"examples.jsonl:\d+: not a JSON object"):
+        make(tmp_path, FakeBackend(), prompts_dir=prompts)
 
 
 async def test_template_syntax_in_abstract_reaches_the_model_verbatim(tmp_path: Path) -> None:

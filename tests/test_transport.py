@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from summarizer.cache import canonical_json
-from summarizer.errors import ExtractionFailed, TransportError
+from summarizer.errors import ConfigError, ExtractionFailed, TransportError
 from summarizer.extract import Extractor, split_sentences
 from summarizer.fakes import names_of, sentences_of, valid_answer
 from summarizer.schemas import Failure, Paper, Result, normalise_ws
@@ -315,12 +315,13 @@ async def test_paper_text_is_never_rendered_as_a_template(tmp_path: Path, mode: 
         result = ok(await run(settings_for(server, tmp_path, instructor_mode=mode), paper))
         requests = server.requests
     assert len(requests) == 2  # the first answer and the re-ask
+    paper_turn = len(requests[0]["messages"]) - 1  # after the system prompt and worked examples
     for request in requests:
-        user = request["messages"][1]["content"]
+        user = request["messages"][paper_turn]["content"]
         for literal in ("Templates {{ title }} in titles", "{{ 7*7 }}", "{% if %}", "{{ config }}"):
             assert literal in user
         assert "49" not in user
-    assert requests[1]["messages"][:2] == requests[0]["messages"][:2]
+    assert requests[1]["messages"][: paper_turn + 1] == requests[0]["messages"]
     assert_verbatim(result, paper)
 
 
@@ -353,8 +354,16 @@ async def test_api_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert auth.value.message.startswith("HTTP 401")
 
 
-def test_credentials_in_the_base_url_stay_out_of_cache_keys(tmp_path: Path) -> None:
-    base_url = f"http://user:{SENTINEL}@127.0.0.1:9/v1?api-key={SENTINEL}"
+def test_credentials_in_the_base_url_are_refused_without_being_echoed(tmp_path: Path) -> None:
+    # openai's debug log prints the base URL, so user:password@ in it cannot be made safe.
+    base_url = f"http://user:{SENTINEL}@127.0.0.1:9/v1"
+    with pytest.raises(ConfigError) as refused:
+        Extractor(Settings(base_url=base_url, backend="openai", model="m", cache_dir=tmp_path))
+    assert "credentials" in refused.value.message and SENTINEL not in str(refused.value) + repr(refused.value)
+
+
+def test_credentials_in_the_base_url_query_stay_out_of_cache_keys(tmp_path: Path) -> None:
+    base_url = f"http://127.0.0.1:9/v1?api-key={SENTINEL}"
     settings_ = Settings(base_url=base_url, backend="openai", model="m", api_key=SENTINEL, cache_dir=tmp_path)
     extractor = Extractor(settings_)
     material = canonical_json(extractor.key_parts(PAPER.title, PAPER.abstract))
