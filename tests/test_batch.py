@@ -25,6 +25,7 @@ from summarizer.errors import ConfigError, ExtractionFailed, OutputError
 from summarizer.export import RECORDS, record_id
 from summarizer.extract import Extractor
 from summarizer.fakes import FakeBackend, valid_answer
+from summarizer.pricing import estimate_usage
 from summarizer.progress import (
     EXIT_BUDGET,
     EXIT_FAILURES,
@@ -36,7 +37,6 @@ from summarizer.progress import (
     QuietSink,
     RunStarted,
 )
-from summarizer.pricing import estimate_usage
 from summarizer.schemas import paper_id
 from summarizer.settings import Settings
 from summarizer.sources import read_inputs
