@@ -25,7 +25,7 @@ from rapidfuzz import fuzz
 from .errors import InputError
 from .extract import Extractor
 from .replay import ReplayStore
-from .schemas import Failure, Paper, Result, find_verbatim, normalise_title, normalise_ws
+from .schemas import Failure, Paper, Result, find_verbatim, load_jsonl_models, normalise_title, normalise_ws
 from .settings import Settings
 from .sources import read_inputs
 
@@ -59,19 +59,7 @@ class GoldPaper(BaseModel):
 
 
 def load_gold(path: Path) -> list[GoldPaper]:
-    gold: list[GoldPaper] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read gold set: {exc.strerror or exc}", path=path) from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            gold.append(GoldPaper.model_validate_json(line))
-        except ValueError as exc:
-            raise InputError(f"invalid gold label: {exc}", path=path, line=number) from exc
-    return gold
+    return load_jsonl_models(path, GoldPaper, "gold set")
 
 
 # --------------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .extract import Extractor
 from .replay import ReplayStore
-from .schemas import Failure, Paper, PaperRecord, Result, find_verbatim, normalise_ws
+from .schemas import Failure, Paper, PaperRecord, Result, find_verbatim, load_jsonl_models, normalise_ws
 from .settings import Settings
 from .sources import read_inputs
 from .spans import split_sentences
@@ -61,18 +61,7 @@ class InjectionCase(BaseModel):
 
 
 def load_cases(path: Path) -> list[InjectionCase]:
-    cases: list[InjectionCase] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read injection cases: {exc.strerror or exc}", path=path) from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            cases.append(InjectionCase.model_validate_json(line))
-        except ValidationError as exc:
-            raise InputError(f"invalid injection case: {exc}", path=path, line=number) from exc
+    cases = load_jsonl_models(path, InjectionCase, "injection cases")
     ids = [c.id for c in cases]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from .errors import InputError
 
 _WS = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
@@ -299,3 +302,26 @@ class Failure(BaseModel):
     source: str | None = None
     line: int | None = None
     finished_at: str
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_jsonl_models(path: Path, model: type[M], what: str) -> list[M]:
+    """Every non-blank line of a JSONL file as a `model`; an `InputError` names the file and line.
+
+    For the project's own labelled files (gold set, injection cases): one bad line stops the
+    load, since a silently shorter eval set would change every figure computed from it.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read {what}: {exc.strerror or exc}", path=path) from exc
+    items: list[M] = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                items.append(model.model_validate_json(line))
+            except ValidationError as exc:
+                raise InputError(f"invalid {what} line: {exc}", path=path, line=number) from exc
+    return items
