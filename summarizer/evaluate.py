@@ -563,17 +563,20 @@ async def evaluate(
     """Run the gold set, write report.json / report.md, and compare with (or bless) the baseline."""
     from .evalreport import render_markdown
 
+    # Read before the run, which can take the model half an hour: a bad baseline or gate file
+    # should fail in a second, not after it.
+    baseline = load_run(baseline_path) if baseline_path.exists() else None
+    if check and baseline is None:
+        raise InputError("no baseline to check against; run `summarizer eval --bless` first", path=baseline_path)
+    gate = load_gate_config(gate_path) if check else None
     run = await run_eval(
         settings, gold_path=gold_path, paper_files=paper_files, replay_path=replay_path, on_paper=on_paper
     )
     outcome = EvalOutcome(run=run)
-    if baseline_path.exists():
-        baseline = load_run(baseline_path)
+    if baseline is not None:
         outcome.changes = changed_papers(run.papers, baseline.papers)
-        if check:
-            outcome.findings = check_gate(run.papers, baseline.papers, load_gate_config(gate_path))
-    elif check:
-        raise InputError("no baseline to check against; run `summarizer eval --bless` first", path=baseline_path)
+        if gate is not None:
+            outcome.findings = check_gate(run.papers, baseline.papers, gate)
     if bless:
         write_run(run, baseline_path)
         outcome.blessed = True

@@ -36,8 +36,15 @@ from .schemas import (
     Usage,
 )
 from .settings import Settings
-from .spans import candidate_names, sentence_containing, split_sentences
+from .spans import candidate_names, not_a_dataset, sentence_containing, split_sentences
 from .taxonomy import NOT_ALIGNMENT, Taxonomy, load_taxonomy
+
+# The prompt files, taxonomy and schema template are hashed into the cache key, but the code
+# between them and the model (sentence splitting, candidate names, the guard, per-paper enums,
+# turning an answer into a record) is not. Bump this when that code changes what a paper's
+# messages or record are; tests/test_cache_keys.py holds a digest of every seed paper's rendered
+# prompt and schema and fails until the version and digest are updated together.
+RENDER_VERSION = 2
 
 
 def truncate_abstract(abstract: str, max_chars: int) -> tuple[str, str | None]:
@@ -95,7 +102,8 @@ def build_answer_model(taxonomy: Taxonomy, names: tuple[str, ...], n_sentences: 
     the abstract's candidate names; evidence from its sentence numbers. Decoding constrained
     to this schema cannot produce a name or a citation that is not in the abstract.
     """
-    return _answer_model(tuple(taxonomy.category_ids), tuple(taxonomy.contribution_ids), names, n_sentences)
+    datasets = tuple(n for n in names if not not_a_dataset(n))
+    return _answer_model(tuple(taxonomy.category_ids), tuple(taxonomy.contribution_ids), names, datasets, n_sentences)
 
 
 @lru_cache(maxsize=512)
@@ -103,6 +111,7 @@ def _answer_model(
     category_ids: tuple[str, ...],
     contribution_ids: tuple[str, ...],
     names: tuple[str, ...],
+    dataset_names: tuple[str, ...],
     n_sentences: int,
 ) -> type[AnswerBase]:
     categories = _choice(category_ids)
@@ -114,7 +123,7 @@ def _answer_model(
     sentence = _choice(tuple(range(first_claim, max(n_sentences, 1) + 1)))
     name = _choice(names) if names else None
     dataset_fields: dict[str, Any] = {
-        "name": (name if names else str, ...),
+        "name": (_choice(dataset_names) if dataset_names else str, ...),
         "role": (Literal["introduced", "used"], ...),
     }
     dataset = create_model("DatasetAnswer", **dataset_fields)
@@ -130,7 +139,7 @@ def _answer_model(
         "contribution_type": (contributions, ...),
         "method_name": (Optional[name] if names else None, ...),  # noqa: UP045 (a runtime type)
         "method_description": (str, Field(max_length=300)),
-        "datasets": (list[dataset], Field(max_length=8 if names else 0)),
+        "datasets": (list[dataset], Field(max_length=8 if dataset_names else 0)),
         "claims": (list[claim], Field(min_length=1, max_length=MAX_CLAIMS)),
         "category_reasoning": (str, Field(max_length=240)),
         "about_ai_alignment": (bool, ...),
@@ -249,8 +258,12 @@ class Extractor:
                 f"{example.where}: the example's answer does not fit the answer schema "
                 f"(taxonomy ids, the abstract's names and sentence numbers): {exc}"
             ) from exc
-        user = self.prompts.render("user.j2", title=example.title, sentences=sentences, names=names)
+        user = self._render_paper(example.title, sentences, names)
         return [{"role": "user", "content": user}, {"role": "assistant", "content": answer.model_dump_json()}]
+
+    def _render_paper(self, title: str, sentences: list[str], names: tuple[str, ...]) -> str:
+        not_datasets = {n for n in names if not_a_dataset(n)}
+        return self.prompts.render("user.j2", title=title, sentences=sentences, names=names, not_datasets=not_datasets)
 
     @cached_property
     def schema_hash(self) -> str:
@@ -265,6 +278,7 @@ class Extractor:
             "prompt": self.prompts.content_hash,
             "taxonomy": self.taxonomy.content_hash,
             "schema": self.schema_hash,
+            "code": RENDER_VERSION,
             "sampling": self.settings.sampling(),
             "paper": {"title": title, "abstract": abstract},
         }
@@ -311,7 +325,7 @@ class Extractor:
             sentences = [s for i, s in enumerate(sentences, 1) if i not in withheld]
         # Names come only from what the model is shown, so a withheld sentence cannot plant one.
         names = tuple(candidate_names(" ".join(sentences) if withheld else abstract))
-        user = self.prompts.render("user.j2", title=paper.title, sentences=sentences, names=names)
+        user = self._render_paper(paper.title, sentences, names)
         messages = [
             {"role": "system", "content": self.system_prompt},
             *self.example_messages,

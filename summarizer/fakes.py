@@ -32,6 +32,9 @@ def sentences_of(messages: list[dict[str, str]]) -> list[str]:
     return [m.group(2) for m in _SENTENCE_LINE.finditer(messages[-1]["content"])]
 
 
+NOT_A_DATASET_NOTE = " (a model or metric, not a dataset)"  # as prompts/user.j2 marks such names
+
+
 def names_of(messages: list[dict[str, str]]) -> list[str]:
     """The candidate names the default user prompt lists for the model to choose from."""
     content = messages[-1]["content"]
@@ -43,7 +46,7 @@ def names_of(messages: list[dict[str, str]]) -> list[str]:
         if not line.startswith("- "):
             break
         if not line.startswith("- (none"):
-            names.append(line[2:])
+            names.append(line[2:].removesuffix(NOT_A_DATASET_NOTE))
     return names
 
 

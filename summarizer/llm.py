@@ -426,6 +426,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Runs in the child before it becomes the real command. PR_SET_PDEATHSIG: the kernel sends
+# SIGTERM when the parent dies, however it dies (kill -9, an OOM kill, a killed test run);
+# without it an interrupted run left a model server holding two CPUs and gigabytes of memory,
+# and later runs on the machine crawled. The setting survives exec. Done in a small Python
+# shim rather than a preexec_fn, which is unsafe in a process with threads.
+_TIE_TO_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):  # the parent died before prctl: nobody is left to serve
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def popen_tied_to_parent(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen` for a helper process that must not outlive this one (on Linux).
+
+    Strictly, the tie is to the calling thread: the signal comes when the thread that started
+    the child exits. So call it from the event loop's thread, not from a short-lived worker.
+    """
+    if sys.platform == "linux":
+        cmd = [sys.executable, "-c", _TIE_TO_PARENT, str(os.getpid()), *cmd]
+    return subprocess.Popen(cmd, **kwargs)
+
+
 @dataclass
 class EmbeddedServer:
     """llama-cpp-python's OpenAI-compatible server, started on loopback and stopped after.
@@ -448,6 +473,12 @@ class EmbeddedServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process (fast). Call from a thread that lives as long as the server: see
+        `popen_tied_to_parent`."""
         try:
             import llama_cpp.server  # noqa: F401
         except ImportError as exc:
@@ -466,7 +497,11 @@ class EmbeddedServer:
             "--model_alias", self.model_path.stem,
         ]  # fmt: skip
         self._log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = popen_tied_to_parent(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait_ready(self) -> None:
+        """Block until the server accepts connections (loading the model takes seconds)."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -541,7 +576,8 @@ class EmbeddedBackend:
 
                 path = self._settings.model_path or default_model_path(self._settings.model_cache_dir)
                 server = EmbeddedServer(path, n_ctx=self._settings.n_ctx, n_threads=self._settings.n_threads)
-                await asyncio.to_thread(server.start)
+                server.launch()  # here, on the loop's thread: the child's life is tied to it
+                await asyncio.to_thread(server.wait_ready)
                 self._server = server
                 self._inner = OpenAIBackend(
                     self._settings,

@@ -52,7 +52,8 @@ _LONG_THEN_SHORT = re.compile(rf"((?:[A-Z][\w-]*\s+(?:{_CONNECTOR}\s+)*){{1,8}})
 _SHORT_THEN_LONG = re.compile(r"\b([A-Z][A-Za-z0-9\-]*[A-Z][A-Za-z0-9\-]*)\s*\(([A-Z][^()]{3,100})\)")
 # Two or more capitalised words in a row, not at the start of a sentence ("Reward Bench",
 # "Dynamic Normativity", "Open LLM Leaderboard"), optionally with a version ("AlpacaEval 2.0").
-_TITLE_RUN = re.compile(r"(?<=[a-z,;:] )((?:[A-Z][\w\-]*)(?:\s+[A-Z0-9][\w\-.]*)+)")
+# A dot only inside a word ("2.0"), so a run stops at a full stop ("Open LLM Leaderboard. Key").
+_TITLE_RUN = re.compile(r"(?<=[a-z,;:] )((?:[A-Z][\w\-]*)(?:\s+[A-Z0-9][\w\-]*(?:\.\w+)*)+)")
 _PARENTHESISED = re.compile(r"\(([A-Z][\w\-]{2,30})\)")
 # A capitalised word after a lower-case word is often a name (Magpie, Meteor, ProgressGym).
 # Only a lone capitalised word: one inside a run of them is covered by _TITLE_RUN.
@@ -72,9 +73,30 @@ _GENERIC = frozenset(
 )
 
 
+# A link is where the code is, never a method's or a dataset's name.
+_URL = re.compile(r"https?://|www\.|(?:^|\s)[\w-]+(?:\.[\w-]+)+/")
+
+# Taxonomy field rule: model names and metrics are not datasets. Families and common metrics,
+# not a full list; a size suffix ("Med42-8B", "LLaMA-65b") marks any model.
+_MODEL = re.compile(
+    r"^(?:(?:Chat|Instruct)?GPT|LLaMA|LLaMa|Llama|LLAMA|Qwen|Mistral|Mixtral|Gemma|Gemini|Claude|PaLM|BERT|RoBERTa"
+    r"|DeBERTa|T5|Falcon|Vicuna|Phi|DeepSeek|BLOOM|Pythia|CLIP)(?![A-Za-z])"
+    r"|[-\s]\d+(?:\.\d+)?[BbMm](?![A-Za-z0-9])"
+)
+_METRIC = frozenset("F1 BLEU ROUGE ROUGE-L BERTScore METEOR MAE MSE RMSE AUC AUROC ECE".split())
+
+
+def not_a_dataset(name: str) -> bool:
+    """True for a candidate name that is a model or a metric, which the dataset field excludes."""
+    return name in _METRIC or _MODEL.search(name) is not None
+
+
 def _is_namey(token: str) -> bool:
     if token in _GENERIC or len(token) < 2:
         return False
+    parts = token.split("-")
+    if len(parts) > 1 and all(p.islower() or p in _GENERIC for p in parts):
+        return False  # a compound adjective ("LLM-based", "human-AI", "pre-LLM")
     core = token.replace("-", "")
     inner_capital = any(ch.isupper() for ch in core[1:])
     has_digit = any(ch.isdigit() for ch in core) and any(ch.isalpha() for ch in core)
@@ -88,7 +110,7 @@ def candidate_names(abstract: str, *, limit: int = 40) -> list[str]:
 
     def add(span: str, at: int) -> None:
         span = span.strip(" ,;:.")
-        if len(span) >= 2 and span not in _GENERIC and span in text:
+        if len(span) >= 2 and span not in _GENERIC and span in text and not _URL.search(span):
             found.setdefault(span, at)
 
     for m in _LONG_THEN_SHORT.finditer(text):

@@ -95,3 +95,28 @@ def test_fast_key_path_equals_the_documented_key(tmp_path: Path) -> None:
     ex = Extractor(Settings(cache_dir=tmp_path / "c"), backend=FakeBackend())
     for paper in read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt"))):
         assert ex.key_for(paper) == cache_key(ex.key_parts(paper.title, paper.abstract))
+
+
+# What the seed papers' rendered prompts and answer schemas hashed to at RENDER_VERSION. The
+# cache key does not hash the rendering code itself, so a change to it that does not bump the
+# version would serve (and replay) answers to prompts the model was never shown.
+RENDERED_AT_VERSION = (2, "9f4aeb46c02ae17698d52fbc56ac80c2529cb68e559e4a9e6e09ef8d8224c676")
+
+
+def test_rendering_changes_bump_the_render_version(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from summarizer.extract import RENDER_VERSION
+    from summarizer.sources import read_inputs
+
+    ex = Extractor(Settings(cache_dir=tmp_path / "c"), backend=FakeBackend())
+    digest = hashlib.sha256()
+    for paper in read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt"))):
+        prepared = ex.prepare(paper)
+        schema = prepared.answer_model.model_json_schema()
+        digest.update(json.dumps([prepared.messages[-1], schema, prepared.warnings], sort_keys=True).encode())
+    assert (RENDER_VERSION, digest.hexdigest()) == RENDERED_AT_VERSION, (
+        "the seed papers now render differently: bump RENDER_VERSION in summarizer/extract.py and "
+        f"set RENDERED_AT_VERSION here to the new version and {digest.hexdigest()!r}"
+    )

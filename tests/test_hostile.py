@@ -34,7 +34,7 @@ from summarizer.redteam import (
 from summarizer.replay import ReplayStore
 from summarizer.schemas import Failure, Paper, Result, find_verbatim, normalise_ws, paper_id
 from summarizer.settings import Settings
-from summarizer.spans import candidate_names, split_sentences
+from summarizer.spans import candidate_names, not_a_dataset, split_sentences
 from summarizer.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,10 @@ def _plain_render(ex: Extractor, paper: Paper) -> list[dict[str, str]]:
     prepared = ex.prepare(paper)
     system = env.from_string(ex.prompts.sources["system.j2"]).render(taxonomy=ex.taxonomy).strip() + "\n"
     user = env.from_string(ex.prompts.sources["user.j2"]).render(
-        title=paper.title, sentences=prepared.sentences, names=tuple(candidate_names(prepared.abstract))
+        title=paper.title,
+        sentences=prepared.sentences,
+        names=(names := tuple(candidate_names(prepared.abstract))),
+        not_datasets={n for n in names if not_a_dataset(n)},
     )
     return [
         {"role": "system", "content": system},

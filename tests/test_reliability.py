@@ -323,3 +323,53 @@ def test_index_damaged_while_in_use_is_moved_aside_once_and_the_cache_goes_on(tm
     cache.set("after", {"ok": True})
     assert cache.get("after") == {"ok": True}
     cache.close()
+
+
+# --------------------------------------------------------------------------------------
+# The embedded model server dies with the process that started it
+
+_PARENT = """
+import subprocess, sys, time
+from summarizer.llm import popen_tied_to_parent
+start = popen_tied_to_parent if sys.argv[1] == "tied" else subprocess.Popen
+child = start([sys.executable, "-c", "import time; time.sleep(120)  # helper"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited; only its parent's reaping is left
+
+
+def _orphan_after_kill_9(how: str) -> int:
+    """Start a parent that starts a helper, SIGKILL the parent; return the helper's pid."""
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, how], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    deadline = time.monotonic() + 30
+    while b"# helper" not in Path(f"/proc/{pid}/cmdline").read_bytes():  # the shim has exec'd
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    return pid
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the tie is PR_SET_PDEATHSIG, a Linux feature")
+def test_a_helper_started_tied_dies_when_its_parent_is_killed() -> None:
+    untied = _orphan_after_kill_9("plain")
+    try:
+        time.sleep(1)
+        assert _alive(untied)  # what happened to the model server before: it kept running
+    finally:
+        os.kill(untied, 9)
+    tied = _orphan_after_kill_9("tied")
+    deadline = time.monotonic() + 10
+    while _alive(tied) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(tied)
