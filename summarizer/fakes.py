@@ -35,8 +35,9 @@ def sentences_of(messages: list[dict[str, str]]) -> list[str]:
 NOT_A_DATASET_NOTE = " (a model or metric, not a dataset)"  # as prompts/user.j2 marks such names
 
 
-def names_of(messages: list[dict[str, str]]) -> list[str]:
-    """The candidate names the default user prompt lists for the model to choose from."""
+def names_of(messages: list[dict[str, str]], *, datasets_only: bool = False) -> list[str]:
+    """The candidate names the default user prompt lists for the model to choose from
+    (with `datasets_only`, those the dataset field admits: not the ones marked as models or metrics)."""
     content = messages[-1]["content"]
     if "Names in the abstract" not in content:
         return []
@@ -45,8 +46,9 @@ def names_of(messages: list[dict[str, str]]) -> list[str]:
     for line in listed:
         if not line.startswith("- "):
             break
-        if not line.startswith("- (none"):
-            names.append(line[2:].removesuffix(NOT_A_DATASET_NOTE))
+        if line.startswith("- (none") or (datasets_only and line.endswith(NOT_A_DATASET_NOTE)):
+            continue
+        names.append(line[2:].removesuffix(NOT_A_DATASET_NOTE))
     return names
 
 

@@ -72,7 +72,7 @@ def responder(messages: list[dict[str, str]]) -> dict[str, Any]:
     h = _hash(title)
     answer = valid_answer(messages, category=CATEGORIES[h % len(CATEGORIES)])
     answer["contribution_type"] = CONTRIBUTIONS[(h // 7) % len(CONTRIBUTIONS)]
-    names = names_of(messages)
+    names = names_of(messages, datasets_only=True)
     if names and h % 3:
         answer["datasets"] = [{"name": names[0], "role": "used"}]
     n = len(sentences_of(messages))

@@ -98,7 +98,8 @@ def rich_responder(request: dict[str, Any]) -> dict[str, Any]:
     named = names_of(messages)
     if named:
         answer["method_name"] = named[0]
-        answer["datasets"] = [{"name": named[-1], "role": "used"}]
+    if datasets := names_of(messages, datasets_only=True):
+        answer["datasets"] = [{"name": datasets[-1], "role": "used"}]
     citable = list(range(1 + len(sentences) // 3, len(sentences) + 1))[-4:]  # claims cite the last two thirds
     answer["claims"] = [{"sentence": i, "statement": f"Finding {i}."} for i in citable]
     return answer
