@@ -17,11 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import ExtractionFailed
-from .llm import CallStats, Completion
+from .llm import CallStats, Choice, Completion
 from .schemas import Usage
 
 Answer = dict[str, Any] | BaseException
 Responder = Callable[[list[dict[str, str]]], Answer]
+#: Scripts a one-token question: the top (token, log-probability) list for the question's
+#: messages and options, or None for a server that returns no log-probabilities.
+Chooser = Callable[[list[dict[str, str]], tuple[str, ...]], list[tuple[str, float]] | None]
 
 _SENTENCE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 _TITLE_LINE = re.compile(r"^Title: (.*)$", re.MULTILINE)
@@ -82,7 +85,9 @@ class FakeBackend:
         delay_s: float = 0.0,
         usage: Usage | None = None,
         model: str = "fake-model",
+        chooser: Chooser | None = None,
     ) -> None:
+        self.chooser = chooser
         self.queue: deque[Answer] = deque(answers or [])
         self.responder = responder
         self.delay_s = delay_s
@@ -109,6 +114,15 @@ class FakeBackend:
         if self.responder is not None:
             return self.responder(messages)
         raise AssertionError("FakeBackend queue is empty and no responder was given")
+
+    async def choose(self, messages: list[dict[str, str]], options: tuple[str, ...]) -> Choice:
+        """Scripted by `chooser`; without one, every option equally likely."""
+        self.calls.append(messages)
+        stats = CallStats(requests=1, model_calls=1)
+        top = self.chooser(messages, options) if self.chooser is not None else [(o, -1.0) for o in options]
+        if top is None:
+            return Choice(top=None, usage=self.usage, stats=stats, picked=options[0])
+        return Choice(top=tuple(top), usage=self.usage, stats=stats)
 
     async def complete(
         self,

@@ -26,10 +26,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
@@ -65,12 +65,33 @@ class _Call:
 _CURRENT_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("summarizer_call", default=None)
 
 
+#: One generated token and the server's top alternatives for it, as (text, log-probability).
+TokenLogprobs = tuple[str, tuple[tuple[str, float], ...]]
+
+
 @dataclass
 class Completion:
     value: BaseModel
     usage: Usage
     stats: CallStats
     raw: str | None = None
+    #: Per output token, when the request asked for log-probabilities and the server gave them.
+    tokens: list[TokenLogprobs] | None = None
+
+
+@dataclass
+class Choice:
+    """The answer to a one-token question.
+
+    `top` holds the server's top alternatives for the first answer token; when the server
+    returned no log-probabilities it is None and `picked` is the option a constrained
+    generation chose instead.
+    """
+
+    top: tuple[tuple[str, float], ...] | None
+    usage: Usage
+    stats: CallStats
+    picked: str | None = None
 
 
 class Backend(Protocol):
@@ -96,7 +117,13 @@ class Backend(Protocol):
         *,
         max_reasks: int,
         sampling: dict[str, Any],
-    ) -> Completion: ...
+    ) -> Completion:
+        """A structured answer; with `sampling["logprobs"]`, also the log-probabilities of its tokens."""
+        ...
+
+    async def choose(self, messages: list[dict[str, str]], options: tuple[str, ...]) -> Choice:
+        """The top log-probabilities of the first answer token (or, failing those, a generated choice)."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -186,6 +213,7 @@ class OpenAIBackend:
         self._label = label
         self._client: openai.AsyncOpenAI | None = None
         self._create: Any = None
+        self._logprobs: bool | None = None  # whether this server returns log-probabilities (None: not known yet)
 
     @property
     def mode(self) -> InstructorMode:
@@ -251,7 +279,6 @@ class OpenAIBackend:
 
     async def _send(self, **kwargs: Any) -> Any:
         """One logical request, with transport retries; counted into the current call's stats."""
-        assert self._client is not None
         call = _CURRENT_CALL.get()
         stats = call.stats if call is not None else None
         if self._mode == "llamacpp_json" and call is not None:
@@ -265,6 +292,11 @@ class OpenAIBackend:
                 messages = [dict(m) for m in kwargs["messages"]]
                 messages[0]["content"] = call.system
                 kwargs["messages"] = messages
+        return await self._post(kwargs, stats)
+
+    async def _post(self, kwargs: dict[str, Any], stats: CallStats | None) -> Any:
+        """One chat request with transport retries, counted into `stats`."""
+        assert self._client is not None
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self._settings.max_retries + 1),
@@ -332,12 +364,83 @@ class OpenAIBackend:
         raw = getattr(value, "_raw_response", None)
         total = getattr(value, "_total_usage", None)
         usage = _usage_of_total(total) if total is not None else _usage_of(raw)
-        return Completion(value=value, usage=usage, stats=call.stats, raw=_text_of(raw))
+        tokens = _tokens_of(raw) if sampling.get("logprobs") else None
+        return Completion(value=value, usage=usage, stats=call.stats, raw=_text_of(raw), tokens=tokens)
+
+    async def choose(self, messages: list[dict[str, str]], options: tuple[str, ...]) -> Choice:
+        self._ensure_client()
+        model = await self.resolve_model()
+        stats = CallStats()
+        if self._logprobs is not False:
+            kwargs: dict[str, Any] = {
+                "model": model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
+                "logprobs": True, "top_logprobs": TOP_LOGPROBS,
+            }  # fmt: skip
+            try:
+                response = await self._post(kwargs, stats)
+            except TransportError:
+                raise
+            except Exception as exc:
+                if not _is_status(exc):
+                    raise
+                if not _refuses_logprobs(exc):
+                    raise _transport_error(exc, stats) from exc
+                self._logprobs = False
+            else:
+                top = _first_top(response)
+                if top is not None:
+                    self._logprobs = True
+                    return Choice(top=top, usage=_usage_of(response), stats=stats)
+                self._logprobs = False  # the server ignores the parameter: ask for a generated choice from now on
+        # No log-probabilities from this server: a constrained generated choice, without confidence.
+        completion = await self.complete(
+            messages, choice_model(options), max_reasks=1, sampling={"temperature": 0.0, "max_tokens": 64}
+        )
+        stats.requests += completion.stats.requests
+        stats.model_calls += completion.stats.model_calls
+        picked = str(completion.value.__dict__["answer"])
+        return Choice(top=None, usage=completion.usage, stats=stats, picked=picked)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+#: Alternatives asked for per answer token: OpenAI's maximum, and enough for every option of
+#: the default taxonomy's largest question (nine categories) with room for spelling variants.
+TOP_LOGPROBS = 20
+
+
+@functools.lru_cache(maxsize=256)
+def choice_model(options: tuple[str, ...]) -> type[BaseModel]:
+    """The response model of a generated choice among `options` (servers without log-probabilities)."""
+    return create_model("Choice", answer=(Literal[options], ...))
+
+
+def _refuses_logprobs(exc: BaseException) -> bool:
+    import openai
+
+    return isinstance(exc, openai.BadRequestError) and "logprob" in str(exc).casefold()
+
+
+def _first_top(response: Any) -> tuple[tuple[str, float], ...] | None:
+    tokens = _tokens_of(response)
+    return tokens[0][1] if tokens else None
+
+
+def _tokens_of(response: Any) -> list[TokenLogprobs] | None:
+    try:
+        content = response.choices[0].logprobs.content
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if not content:
+        return None
+    tokens: list[TokenLogprobs] = []
+    for item in content:
+        top = tuple((str(a.token), float(a.logprob)) for a in (item.top_logprobs or ()))
+        tokens.append((str(item.token), top or ((str(item.token), float(item.logprob)),)))
+    return tokens
 
 
 @functools.lru_cache(maxsize=1024)
@@ -599,6 +702,10 @@ class EmbeddedBackend:
     ) -> Completion:
         inner = await self._ensure_started()
         return await inner.complete(messages, response_model, max_reasks=max_reasks, sampling=sampling)
+
+    async def choose(self, messages: list[dict[str, str]], options: tuple[str, ...]) -> Choice:
+        inner = await self._ensure_started()
+        return await inner.choose(messages, options)
 
     async def aclose(self) -> None:
         if self._inner is not None:

@@ -105,6 +105,18 @@ class PromptSet:
         except jinja2.TemplateError as exc:
             raise PromptError(f"prompt {self.directory / name} cannot be rendered: {exc}") from exc
 
+    def macro(self, name: str, macro: str, *args: Any) -> str:
+        """Call one macro of a template (the questions are macros of one file)."""
+        try:
+            function = getattr(self._compiled[name].module, macro)
+            return str(function(*args)).strip()
+        except KeyError as exc:
+            raise PromptError(f"prompt template {name!r} is not in {self.directory}") from exc
+        except AttributeError as exc:
+            raise PromptError(f"prompt {self.directory / name} has no macro {macro!r}") from exc
+        except jinja2.UndefinedError as exc:
+            raise PromptError(f"prompt {self.directory / name} uses an undefined variable: {exc.message}") from exc
+
 
 def load_prompts(directory: Path, names: tuple[str, ...] = TEMPLATES) -> PromptSet:
     sources: dict[str, str] = {}

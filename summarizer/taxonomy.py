@@ -21,6 +21,19 @@ class Label(BaseModel):
     description: str
 
 
+class Subject(BaseModel):
+    """The taxonomy's subject gate: a yes/no question, and the class of papers outside it.
+
+    The question is asked of every paper and scored (see `decide.py`); a paper it puts outside
+    the subject gets `outside` as its category, whatever the category question says. The
+    wording lives here, not in code, so a user's own taxonomy gets its own gate.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    question: str = Field(min_length=1)
+    outside: str
+
+
 class Taxonomy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -30,6 +43,7 @@ class Taxonomy(BaseModel):
     categories: list[Label] = Field(min_length=2)
     contribution_types: list[Label] = Field(min_length=1)
     fields: dict[str, str] = Field(default_factory=dict)
+    subject: Subject | None = None
     content_hash: str = ""
 
     @model_validator(mode="after")
@@ -39,6 +53,8 @@ class Taxonomy(BaseModel):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} ids: {dupes}")
+        if self.subject is not None and self.subject.outside not in [c.id for c in self.categories]:
+            raise ValueError(f"subject.outside {self.subject.outside!r} is not a category id")
         return self
 
     @cached_property
@@ -52,6 +68,16 @@ class Taxonomy(BaseModel):
     @property
     def has_negative_class(self) -> bool:
         return NOT_ALIGNMENT in self.category_ids
+
+    @property
+    def outside(self) -> str | None:
+        """The category of papers outside the subject, when the taxonomy has a subject gate."""
+        return self.subject.outside if self.subject is not None else None
+
+    @cached_property
+    def subject_ids(self) -> list[str]:
+        """The categories a paper about the subject can get (all of them without a gate)."""
+        return [c for c in self.category_ids if c != self.outside]
 
     def validation_context(self) -> dict[str, list[str]]:
         return {"category_ids": self.category_ids, "contribution_ids": self.contribution_ids}

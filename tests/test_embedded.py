@@ -80,3 +80,25 @@ def test_default_model_summarizes_a_seed_paper_then_hits_the_cache(tmp_path: Pat
     assert isinstance(second["provenance"], dict) and second["provenance"]["cache_hit"] is True
     assert second["record"] == first["record"]
     print(f"\nuncached: {cold:.1f}s (model latency {provenance['latency_s']}s); cached: {warm:.2f}s")
+
+
+async def test_a_one_token_question_is_scored_from_the_real_servers_logprobs(tmp_path: Path) -> None:
+    # The scored-decisions path: the real openai client asks for one token with top_logprobs
+    # from llama-cpp-python's server; the answer is the server's distribution, not a generated pick.
+    from summarizer.decisions import BINARY, normalise, option_logprobs
+
+    settings = Settings(model_path=tiny_model_path(), cache_dir=tmp_path / "cache")
+    backend = EmbeddedBackend(settings)
+    try:
+        messages = [
+            {"role": "system", "content": "Answer with one word."},
+            {"role": "user", "content": "Is the sky blue on a clear day? Answer Yes or No."},
+        ]
+        choice = await backend.choose(messages, BINARY)
+    finally:
+        await backend.aclose()
+    assert choice.top is not None and choice.picked is None
+    assert len(choice.top) > 2 and all(lp <= 0.0 for _, lp in choice.top)
+    p = normalise(option_logprobs(choice.top, BINARY))
+    assert abs(sum(p.values()) - 1.0) < 1e-9
+    assert choice.usage.prompt_tokens > 0 and choice.stats.requests == 1
