@@ -64,20 +64,6 @@ def normalise(logprobs: Mapping[str, float]) -> dict[str, float]:
     return {o: math.exp(lp - z) for o, lp in logprobs.items()}
 
 
-def calibrate(probabilities: Mapping[str, float], prior: Mapping[str, float] | None) -> dict[str, float]:
-    """Batch calibration (Zhou et al., ICLR 2024): divide by the template's mean distribution.
-
-    `prior` is the mean option distribution of the same question over a fixed pool of
-    unlabelled abstracts; an option the prior lacks keeps its probability. Without a prior the
-    probabilities are returned as they are.
-    """
-    if not prior:
-        return dict(probabilities)
-    scaled = {o: p / max(prior.get(o, 1.0), 1e-6) for o, p in probabilities.items()}
-    total = sum(scaled.values()) or 1.0
-    return {o: v / total for o, v in scaled.items()}
-
-
 @dataclass(frozen=True)
 class Scored:
     """One question's answer: calibrated probabilities over its options.
@@ -107,7 +93,3 @@ class Scored:
     @classmethod
     def generated(cls, choice: str, options: Sequence[str]) -> Scored:
         return cls({o: float(o == choice) for o in options}, available=False)
-
-
-def rounded(probabilities: Mapping[str, float], digits: int = 4) -> dict[str, float]:
-    return {o: round(p, digits) for o, p in probabilities.items()}
