@@ -36,8 +36,26 @@ CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache dir
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
 
 
+class DecisionsMode(StrEnum):
+    generated = "generated"
+    scored = "scored"
+    auto = "auto"
+
+
+DecisionsOpt = Annotated[
+    DecisionsMode | None,
+    typer.Option(
+        "--decisions",
+        help="How labels are decided: generated in the one JSON answer (default), or scored from "
+        "log-probabilities (several short requests a paper; auto: scored on the embedded model only).",
+    ),
+]
+
+
 def _settings(**overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v is not None}
+    values: dict[str, Any] = {
+        k: v.value if isinstance(v, StrEnum) else v for k, v in overrides.items() if v is not None
+    }
     if values.pop("no_cache", False):
         values["use_cache"] = False
     return Settings(**values)
@@ -61,6 +79,7 @@ def summarize(
     model_path: ModelPathOpt = None,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    decisions: DecisionsOpt = None,
 ) -> None:
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
@@ -81,6 +100,7 @@ def summarize(
             model_path=model_path,
             cache_dir=cache_dir,
             no_cache=no_cache,
+            decisions=decisions,
         )
         result = summarize_sync(chosen, settings)
     except SummarizerError as exc:
@@ -145,6 +165,7 @@ def eval_command(
     model_path: ModelPathOpt = None,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    decisions: DecisionsOpt = None,
 ) -> None:
     """Score the pipeline on the gold set; with --check, fail on a significant regression."""
     import asyncio
@@ -153,7 +174,13 @@ def eval_command(
     from .render import render_eval
 
     settings = _settings(
-        backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir, no_cache=no_cache
+        backend=backend,
+        model=model,
+        base_url=base_url,
+        model_path=model_path,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        decisions=decisions,
     )
     try:
         outcome = asyncio.run(
@@ -203,6 +230,7 @@ def tag(
     model_path: ModelPathOpt = None,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    decisions: DecisionsOpt = None,
 ) -> None:
     """Tag many papers into OUTDIR; run the same command again to resume an interrupted run.
 
@@ -216,7 +244,7 @@ def tag(
         settings = _settings(
             backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir,
             no_cache=no_cache, concurrency=concurrency, requests_per_minute=rpm, tokens_per_minute=tpm,
-            max_cost_usd=max_cost, max_total_tokens=max_tokens,
+            max_cost_usd=max_cost, max_total_tokens=max_tokens, decisions=decisions,
         )  # fmt: skip
         chosen = Shard.parse(shard) if shard else None
         # A dry run has no progress to show: only its input errors, then the plan.

@@ -10,14 +10,15 @@ Asked per paper: about the subject or not; the category among the subject's clas
 candidate name in the abstract, whether it is a dataset; for each sentence, whether it states
 a finding; then, for the names accepted as datasets, whether the paper introduces them.
 
-What the model answered (`RawDecisions`) is cached on its own, before calibration, so that a
-new calibration file or a decisions-only eval re-uses it without asking the model again.
+Each answer is cached on its own, before calibration (`AnswerStore`), so that a new
+calibration file or a decisions-only eval re-uses it without asking the model again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -62,6 +63,14 @@ class RawDecisions(BaseModel):
         )
 
 
+class AnswerStore(Protocol):
+    """Where answers to questions are kept apart from any calibration (`scored.SubAnswers`)."""
+
+    def get_answer(self, messages: list[dict[str, str]], options: tuple[str, ...]) -> Answer | None: ...
+
+    def put_answer(self, messages: list[dict[str, str]], options: tuple[str, ...], answer: Answer) -> None: ...
+
+
 def dataset_candidates(names: Sequence[str]) -> list[str]:
     return [n for n in names if not not_a_dataset(n)]
 
@@ -103,16 +112,28 @@ async def ask_all(
     paper_block: str,
     questions: Sequence[Question],
     on_answer: Callable[[Question, Answer], None] | None = None,
+    store: AnswerStore | None = None,
 ) -> RawDecisions:
-    """Ask `questions` one after another after the same prefix (one server slot reuses it)."""
+    """Ask `questions` one after another after the same prefix (one server slot reuses it).
+
+    An answer `store` already holds is not asked again (and costs no request or tokens).
+    """
     raw = RawDecisions()
     for q in questions:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": paper_block + "\n" + q.text}]
+        kept = store.get_answer(messages, q.options) if store is not None else None
+        if kept is not None:
+            raw.answers[q.key] = kept
+            if on_answer is not None:
+                on_answer(q, kept)
+            continue
         choice = await backend.choose(messages, q.options)
         answer = Answer(top=[(t, lp) for t, lp in choice.top] if choice.top is not None else None, picked=choice.picked)
         raw.answers[q.key] = answer
         raw.usage = raw.usage + choice.usage
         raw.requests += choice.stats.requests
+        if store is not None:
+            store.put_answer(messages, q.options, answer)
         if on_answer is not None:
             on_answer(q, answer)
     return raw

@@ -496,8 +496,11 @@ async def run_eval(
     try:
         await asyncio.gather(*(one(g) for g in gold))
     finally:
-        if store is not None and replay_path is not None:
-            store.save(replay_path, keep={ex.key_for(papers[g.id]) for g in gold})
+        # Written only when a paper ran live, and never pruned here: the committed store holds
+        # the answers of every configuration recorded on purpose (generated and scored labels,
+        # other models), and a run of one configuration must not drop another's.
+        if store is not None and replay_path is not None and replayed < len(outcomes):
+            store.save(replay_path)
         if own:
             await ex.aclose()
     scores = [score_paper(g, papers[g.id], outcomes[g.id]) for g in gold]
@@ -505,7 +508,7 @@ async def run_eval(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model=ex.backend.label,
         backend=ex.backend.identity,
-        prompt_hash=ex.prompts.content_hash[:16],
+        prompt_hash=ex.prompt_hash[:16],
         taxonomy_hash=ex.taxonomy.content_hash[:16],
         schema_hash=ex.schema_hash[:16],
         gold_path=str(gold_path),

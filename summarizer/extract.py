@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model
 
+from .answers import AnswerBase, choice_of
 from .cache import KEY_VERSION, ResponseCache, canonical_json
 from .errors import ExtractionFailed, LLMError, PromptError, SummarizerError
 from .guard import withheld_sentences
@@ -27,7 +28,6 @@ from .prompts import Example, PromptSet, load_prompts
 from .schemas import (
     MAX_CLAIMS,
     MAX_SECONDARY,
-    MAX_SUMMARY_WORDS,
     Failure,
     Paper,
     PaperRecord,
@@ -35,6 +35,7 @@ from .schemas import (
     Result,
     Usage,
 )
+from .scored import SCORED_TEMPLATES, ScoredPipeline, SubAnswers, write_model
 from .settings import Settings
 from .spans import candidate_names, not_a_dataset, sentence_containing, split_sentences
 from .taxonomy import NOT_ALIGNMENT, Taxonomy, load_taxonomy
@@ -45,6 +46,8 @@ from .taxonomy import NOT_ALIGNMENT, Taxonomy, load_taxonomy
 # messages or record are; tests/test_cache_keys.py holds a digest of every seed paper's rendered
 # prompt and schema and fails until the version and digest are updated together.
 RENDER_VERSION = 2
+#: The same for the scored pipeline (`scored.py`): its questions, writing and claim requests.
+SCORED_RENDER_VERSION = 3
 
 
 def truncate_abstract(abstract: str, max_chars: int) -> tuple[str, str | None]:
@@ -60,39 +63,6 @@ def truncate_abstract(abstract: str, max_chars: int) -> tuple[str, str | None]:
 
 # --------------------------------------------------------------------------------------
 # What the model answers (built from the taxonomy so decoding is constrained to its ids)
-
-
-def trim_to_sentences(text: str, max_words: int) -> str:
-    """The longest run of whole leading sentences within `max_words` (the text if it fits)."""
-    if len(text.split()) <= max_words:
-        return text
-    kept: list[str] = []
-    for sentence in split_sentences(text):
-        if len(" ".join([*kept, sentence]).split()) > max_words:
-            break
-        kept.append(sentence)
-    return " ".join(kept)
-
-
-class AnswerBase(BaseModel):
-    """Checks of every answer that the schema cannot express; subclasses add the enums."""
-
-    @model_validator(mode="after")
-    def _check_against_paper(self) -> AnswerBase:
-        summary = str(self.__dict__["summary"])
-        # A small model overruns word limits; dropping whole trailing sentences of its own
-        # summary keeps it faithful. Only a first sentence that is itself too long is re-asked.
-        trimmed = trim_to_sentences(summary, MAX_SUMMARY_WORDS)
-        if not trimmed:
-            raise ValueError(
-                f"summary's first sentence has {len(summary.split())} words; write at most {MAX_SUMMARY_WORDS}"
-            )
-        self.__dict__["summary"] = trimmed
-        return self
-
-
-def _choice(values: tuple[Any, ...]) -> Any:
-    return Literal[values]
 
 
 def build_answer_model(taxonomy: Taxonomy, names: tuple[str, ...], n_sentences: int) -> type[AnswerBase]:
@@ -114,16 +84,16 @@ def _answer_model(
     dataset_names: tuple[str, ...],
     n_sentences: int,
 ) -> type[AnswerBase]:
-    categories = _choice(category_ids)
-    contributions = _choice(contribution_ids)
+    categories = choice_of(category_ids)
+    contributions = choice_of(contribution_ids)
     # Findings sit late in an abstract and background early: of 166 gold claims, 10 cite
     # one of the first three sentences. A small model left free cites sentence 1 by habit,
     # so claims may only cite sentences after the first third.
     first_claim = 1 + n_sentences // 3
-    sentence = _choice(tuple(range(first_claim, max(n_sentences, 1) + 1)))
-    name = _choice(names) if names else None
+    sentence = choice_of(tuple(range(first_claim, max(n_sentences, 1) + 1)))
+    name = choice_of(names) if names else None
     dataset_fields: dict[str, Any] = {
-        "name": (_choice(dataset_names) if dataset_names else str, ...),
+        "name": (choice_of(dataset_names) if dataset_names else str, ...),
         "role": (Literal["introduced", "used"], ...),
     }
     dataset = create_model("DatasetAnswer", **dataset_fields)
@@ -212,6 +182,7 @@ class Prepared:
     paper: Paper
     abstract: str
     sentences: list[str]  # as the model is shown them, numbered from 1: withheld ones left out
+    names: tuple[str, ...]  # candidate names among those sentences
     answer_model: type[AnswerBase]
     messages: list[dict[str, str]]
     key: str
@@ -240,6 +211,15 @@ class Extractor:
         if cache is None and self.settings.use_cache:
             cache = ResponseCache(self.settings.cache_dir)
         self.cache = cache
+        self.scored: ScoredPipeline | None = None
+        mode = self.settings.decisions
+        if mode == "scored" or (mode == "auto" and self.backend.cheap_questions):
+            self.scored = ScoredPipeline.for_model(
+                load_prompts(self.settings.prompts_dir, SCORED_TEMPLATES),
+                self.taxonomy,
+                self.settings.resolved_calibration_path,
+                self.backend.label,
+            )
         # Rendered once: byte-identical across papers, so llama.cpp re-uses its KV cache.
         self.system_prompt = self.prompts.render("system.j2", taxonomy=self.taxonomy)
         # Worked examples follow the system prompt, fixed and in file order, so they are part
@@ -269,11 +249,20 @@ class Extractor:
     def schema_hash(self) -> str:
         # Per-paper schemas differ only in their enums of names and sentence numbers, which
         # the paper text (in the key) determines; this template pins everything else.
-        template = build_answer_model(self.taxonomy, ("<name>",), 3)
+        template: type[BaseModel]
+        if self.scored is not None:
+            template = write_model(tuple(self.taxonomy.contribution_ids), ("<name>",))
+        else:
+            template = build_answer_model(self.taxonomy, ("<name>",), 3)
         return hashlib.sha256(canonical_json(template.model_json_schema()).encode()).hexdigest()
 
+    @property
+    def prompt_hash(self) -> str:
+        """The hash of the prompt files this extractor renders."""
+        return self.scored.prompts.content_hash if self.scored is not None else self.prompts.content_hash
+
     def key_parts(self, title: str, abstract: str) -> dict[str, Any]:
-        return {
+        parts: dict[str, Any] = {
             "backend": self.backend.identity,
             "prompt": self.prompts.content_hash,
             "taxonomy": self.taxonomy.content_hash,
@@ -282,6 +271,15 @@ class Extractor:
             "sampling": self.settings.sampling(),
             "paper": {"title": title, "abstract": abstract},
         }
+        if self.scored is not None:
+            # Generated keys keep their layout, so answers recorded for them stay valid.
+            parts.update(
+                prompt=self.scored.prompts.content_hash,
+                decisions=self.scored.key_part(),
+                code=SCORED_RENDER_VERSION,
+                sampling={**self.settings.sampling(), "decisions": "scored"},
+            )
+        return parts
 
     def key_for(self, paper: Paper) -> str:
         """The cache key of `paper`, without rendering prompts (cheap: for planning and re-runs)."""
@@ -333,7 +331,7 @@ class Extractor:
         ]
         key = self.key_for(paper)
         model = build_answer_model(self.taxonomy, names, len(sentences))
-        return Prepared(paper, abstract, sentences, model, messages, key, warnings)
+        return Prepared(paper, abstract, sentences, names, model, messages, key, warnings)
 
     @cached_property
     def _identifiers(self) -> frozenset[str]:
@@ -358,34 +356,49 @@ class Extractor:
         hit = self.cached(prepared)
         if hit is not None:
             return hit
-        completion = await self.backend.complete(
-            prepared.messages,
-            prepared.answer_model,
-            max_reasks=self.settings.max_reasks,
-            sampling=_request_sampling(self.settings),
-        )
+        decided, decision_requests = Usage(), 0
+        sampling = _request_sampling(self.settings)
+        if self.scored is not None:
+            outcome = await self.scored.run(
+                self.backend,
+                paper,
+                prepared.sentences,
+                prepared.names,
+                max_reasks=self.settings.max_reasks,
+                sampling=sampling,
+                store=SubAnswers(self.cache, self.backend.identity) if self.cache is not None else None,
+            )
+            completion, decided, decision_requests = outcome.completion, outcome.raw.usage, outcome.raw.requests
+        else:
+            completion = await self.backend.complete(
+                prepared.messages, prepared.answer_model, max_reasks=self.settings.max_reasks, sampling=sampling
+            )
         stats = completion.stats
         try:
-            record = answer_to_record(paper, completion.value, prepared.sentences, prepared.abstract, self.taxonomy)  # type: ignore[arg-type]
+            if self.scored is not None:
+                record = self.scored.to_record(paper, outcome, prepared.sentences, prepared.abstract)
+            else:
+                record = answer_to_record(paper, completion.value, prepared.sentences, prepared.abstract, self.taxonomy)  # type: ignore[arg-type]
         except ValidationError as exc:
             raise ExtractionFailed(
                 f"the answer passed the model checks but not the record checks: {exc}",
-                attempts=stats.requests,
+                attempts=stats.requests + decision_requests,
                 reasks=max(stats.model_calls - 1, 0),
                 last_completion=completion.raw,
-                usage=completion.usage.model_dump(),
+                usage=(completion.usage + decided).model_dump(),
             ) from exc
+        stats = completion.stats
         record.warnings.extend(prepared.warnings)
         provenance = Provenance(
             backend=self.backend.identity["backend"],
             model=self.backend.label,
-            prompt_hash=self.prompts.content_hash[:16],
+            prompt_hash=self.prompt_hash[:16],
             taxonomy_hash=self.taxonomy.content_hash[:16],
             schema_hash=self.schema_hash[:16],
             cache_key=prepared.key,
             cache_hit=False,
-            usage=completion.usage,
-            attempts=stats.requests,
+            usage=completion.usage + decided,
+            attempts=stats.requests + decision_requests,
             reasks=max(stats.model_calls - 1, 0),
             latency_s=round(time.perf_counter() - t0, 3),
             started_at=started,

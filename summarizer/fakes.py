@@ -86,8 +86,10 @@ class FakeBackend:
         usage: Usage | None = None,
         model: str = "fake-model",
         chooser: Chooser | None = None,
+        cheap_questions: bool = False,
     ) -> None:
         self.chooser = chooser
+        self.cheap_questions = cheap_questions
         self.queue: deque[Answer] = deque(answers or [])
         self.responder = responder
         self.delay_s = delay_s

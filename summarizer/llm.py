@@ -106,6 +106,12 @@ class Backend(Protocol):
     def label(self) -> str: ...
 
     @property
+    def cheap_questions(self) -> bool:
+        """Whether many short requests per paper cost little: a local server that keeps the
+        paper's prefix in its KV cache (not a paid API, which bills every request's prompt)."""
+        ...
+
+    @property
     def max_concurrency(self) -> int | None:
         """Requests worth having in flight at once; None when the server decides."""
         ...
@@ -222,6 +228,10 @@ class OpenAIBackend:
     @property
     def max_concurrency(self) -> int | None:
         return None
+
+    @property
+    def cheap_questions(self) -> bool:
+        return False
 
     @property
     def label(self) -> str:
@@ -592,7 +602,7 @@ class EmbeddedServer:
         self.port = self.port or _free_port()
         threads = self.n_threads or max(os.cpu_count() or 1, 1)
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "summarizer.llamacpp_server",
             "--model", str(self.model_path),
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
@@ -661,6 +671,10 @@ class EmbeddedBackend:
     @property
     def label(self) -> str:
         return f"embedded:{self._name}"
+
+    @property
+    def cheap_questions(self) -> bool:
+        return True
 
     @property
     def max_concurrency(self) -> int | None:

@@ -294,6 +294,7 @@ def render_run_report(
                 "category": r.record.category.primary,
                 "contribution": r.record.contribution_type,
                 "datasets": sorted({dataset_key(d.name) for d in r.record.datasets}),
+                "review": r.record.needs_review,
                 "text": _search_text(r, abstracts.by_id.get(r.record.paper_id)),
             }
             for r in ordered
@@ -320,6 +321,7 @@ def render_run_report(
         con_bars=con_bars,
         datasets=datasets,
         cards=cards,
+        review_count=sum(r.record.needs_review for r in ordered),
         provenance=_provenance(results, manifest),
         generated_at=_now(),
         outdir=outdir,

@@ -218,6 +218,21 @@ class Category(BaseModel):
         return self
 
 
+class Confidence(BaseModel):
+    """Calibrated probabilities of a record's scored decisions (README, "How decisions are scored").
+
+    A field is None when that decision was generated rather than scored (a server without
+    log-probabilities, or `decisions = "generated"`): its confidence is then unknown.
+    """
+
+    subject: float | None = Field(None, description="P(the paper is about the taxonomy's subject)")
+    category: float | None = Field(None, description="P(primary) among the subject's classes")
+    runner_up: str | None = Field(None, description="the next most likely category")
+    runner_up_p: float | None = None
+    datasets: dict[str, float] = Field(default_factory=dict, description="P(is a dataset) per listed name")
+    calibration: str | None = Field(None, description="content hash of the calibration applied, if any")
+
+
 class PaperRecord(BaseModel):
     """The verified, typed record for one paper: the product's unit of output."""
 
@@ -229,6 +244,9 @@ class PaperRecord(BaseModel):
     datasets: list[Dataset] = Field(default_factory=list)
     claims: list[Claim] = Field(min_length=1, max_length=MAX_CLAIMS)
     category: Category
+    confidence: Confidence | None = None
+    needs_review: bool = False
+    review_reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     @field_validator("summary")

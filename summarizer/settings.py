@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     seed: int | None = 0
     max_reasks: int = Field(2, ge=0, le=10, description="Validation re-asks after the first attempt.")
     max_abstract_chars: int = Field(6000, ge=200, description="Longer abstracts are truncated, with a warning.")
+    decisions: Literal["generated", "scored", "auto"] = Field(
+        "generated",
+        description="How closed-set labels are decided: generated inside the one JSON answer (one request per "
+        "paper), or scored from one-token log-probabilities (one request per question: cheap on a local server "
+        "that reuses the paper's prefix, costly on a paid API). auto: scored where questions are cheap "
+        "(the embedded server), else generated. The default stays generated until scored beats it on the "
+        "gold set and the check lists (README, 'How decisions are scored').",
+    )
+    calibration_path: Path | None = Field(
+        None, description="Replace the calibration of scored decisions (prompts/calibration.json)."
+    )
 
     # --- operational (never part of the cache key) ----------------------------------
     timeout_s: float = Field(600.0, gt=0)
@@ -106,6 +117,10 @@ class Settings(BaseSettings):
         if self.backend != "auto":
             return self.backend
         return "openai" if (self.base_url or self.api_key) else "embedded"
+
+    @property
+    def resolved_calibration_path(self) -> Path:
+        return self.calibration_path or self.prompts_dir / "calibration.json"
 
     @property
     def resolved_taxonomy_path(self) -> Path:

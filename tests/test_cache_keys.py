@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -97,10 +98,17 @@ def test_fast_key_path_equals_the_documented_key(tmp_path: Path) -> None:
         assert ex.key_for(paper) == cache_key(ex.key_parts(paper.title, paper.abstract))
 
 
-# What the seed papers' rendered prompts and answer schemas hashed to at RENDER_VERSION. The
-# cache key does not hash the rendering code itself, so a change to it that does not bump the
-# version would serve (and replay) answers to prompts the model was never shown.
+# What the seed papers' rendered prompts and answer schemas hashed to at each pipeline's render
+# version. The cache key does not hash the rendering code itself, so a change to it that does
+# not bump the version would serve (and replay) answers to prompts the model was never shown.
 RENDERED_AT_VERSION = (2, "9f4aeb46c02ae17698d52fbc56ac80c2529cb68e559e4a9e6e09ef8d8224c676")
+SCORED_RENDERED_AT_VERSION = (3, "4b4199c8392806716f3748aefbed0f56058dd3df1e9d69bd02e657b48a6f556e")
+
+
+def _seed_papers() -> list[Any]:
+    from summarizer.sources import read_inputs
+
+    return read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt")))
 
 
 def test_rendering_changes_bump_the_render_version(tmp_path: Path) -> None:
@@ -108,15 +116,39 @@ def test_rendering_changes_bump_the_render_version(tmp_path: Path) -> None:
     import json
 
     from summarizer.extract import RENDER_VERSION
-    from summarizer.sources import read_inputs
 
     ex = Extractor(Settings(cache_dir=tmp_path / "c"), backend=FakeBackend())
     digest = hashlib.sha256()
-    for paper in read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt"))):
+    for paper in _seed_papers():
         prepared = ex.prepare(paper)
         schema = prepared.answer_model.model_json_schema()
         digest.update(json.dumps([prepared.messages[-1], schema, prepared.warnings], sort_keys=True).encode())
     assert (RENDER_VERSION, digest.hexdigest()) == RENDERED_AT_VERSION, (
         "the seed papers now render differently: bump RENDER_VERSION in summarizer/extract.py and "
         f"set RENDERED_AT_VERSION here to the new version and {digest.hexdigest()!r}"
+    )
+
+
+def test_scored_rendering_changes_bump_its_render_version(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from summarizer.extract import SCORED_RENDER_VERSION
+    from summarizer.scored import write_model
+
+    ex = Extractor(Settings(cache_dir=tmp_path / "c", decisions="scored"), backend=FakeBackend())
+    scored = ex.scored
+    assert scored is not None
+    digest = hashlib.sha256()
+    for paper in _seed_papers():
+        prepared = ex.prepare(paper)
+        s, names = prepared.sentences, prepared.names
+        questions = [(q.key, q.text, q.options) for q in scored.questions.first_round(names, len(s))]
+        questions += [(q.key, q.text) for q in scored.questions.second_round(names[:1])]
+        written = write_model(tuple(ex.taxonomy.contribution_ids), names).model_json_schema()
+        rendered = [questions, scored.write_messages(paper.title, s, names), written, scored.claim_messages(s[-1])]
+        digest.update(json.dumps(rendered, sort_keys=True).encode())
+    assert (SCORED_RENDER_VERSION, digest.hexdigest()) == SCORED_RENDERED_AT_VERSION, (
+        "the seed papers now render differently on the scored path: bump SCORED_RENDER_VERSION in "
+        f"summarizer/extract.py and set SCORED_RENDERED_AT_VERSION here to it and {digest.hexdigest()!r}"
     )

@@ -32,14 +32,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from summarizer.calibration import Calibration, Findings, Sample, apply, fit  # noqa: E402
+from summarizer.calibration import (  # noqa: E402
+    Calibration,
+    Findings,
+    Sample,
+    apply,
+    fit,
+    save_calibration,
+)
 from summarizer.decide import DECISION_TEMPLATES, Answer, QuestionSet, RawDecisions  # noqa: E402
 from summarizer.decisions import NO, YES, normalise, option_logprobs  # noqa: E402
 from summarizer.evaluate import HEADLINE, PaperScore, _span, bootstrap, match_one_to_one, names_match  # noqa: E402
 from summarizer.prompts import load_prompts  # noqa: E402
+from summarizer.settings import DEFAULT_MODEL_NAME  # noqa: E402
 from summarizer.sources import read_inputs  # noqa: E402
 from summarizer.spans import candidate_names, split_sentences  # noqa: E402
-from summarizer.taxonomy import Subject, Taxonomy, load_taxonomy  # noqa: E402
+from summarizer.taxonomy import load_taxonomy  # noqa: E402
 
 ANSWERS = ROOT / "evals/decision-probe/answers.jsonl"
 GATE = (
@@ -47,10 +55,8 @@ GATE = (
     "intentions, preferences or values, or testing, understanding or governing whether they do?"
 )
 
-BASE = load_taxonomy(ROOT / "prompts/taxonomy.toml")
-TAX = Taxonomy(
-    **{**BASE.model_dump(exclude={"content_hash"}), "subject": Subject(question=GATE, outside="not_alignment")}
-)
+TAX = load_taxonomy(ROOT / "prompts/taxonomy.toml")
+assert TAX.subject is not None and TAX.subject.question == GATE, "the probe measured the shipped gate question"
 PROMPTS = load_prompts(ROOT / "prompts", DECISION_TEMPLATES)
 QS = QuestionSet(PROMPTS, TAX)
 SYSTEM = QS.system()
@@ -120,6 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ask", metavar="URL", help="OpenAI-compatible server for answers not yet cached")
     parser.add_argument("--out", type=Path, default=ROOT / "evals/ablation-decisions.md")
+    parser.add_argument(
+        "--write-calibration",
+        type=Path,
+        metavar="JSON",
+        help="save the fitted calibration for the embedded default model (prompts/calibration.json)",
+    )
     args = parser.parse_args()
     if args.ask:
         import openai
@@ -153,7 +165,9 @@ def main() -> None:
 
     pool = list(samples.values())
     dev_samples = [samples[i] for i in dev]
-    cal = fit("probe", TAX, pool, dev_samples, names_match=names_match, claim_found=claim_found)
+    cal = fit(
+        f"embedded:{DEFAULT_MODEL_NAME}", TAX, pool, dev_samples, names_match=names_match, claim_found=claim_found
+    )
     gold_ids = list(gold)
 
     def scores(
@@ -225,6 +239,9 @@ def main() -> None:
     yn_bc = {p: max(TAX.subject_ids, key=lambda c: lo(extra[p][f"yn:{c}"]) - means[c]) for p in samples}
     table.append(("gate from dev, category by per-class yes/no (raw)", scores(cal, category=yn)))
     table.append(("gate from dev, category by per-class yes/no (pool-mean debiased)", scores(cal, category=yn_bc)))
+    generated = {p["id"]: p["pred_primary"] for p in json.loads((ROOT / "evals/baseline.json").read_text())["papers"]}
+    generated = {p: c for p, c in generated.items() if c}
+    table.append(("gate from dev, category generated (committed baseline's label)", scores(cal, category=generated)))
 
     prior_shown = {k: round(v, 3) for k, v in cal.category.prior.items()}
     lines = [
@@ -308,6 +325,8 @@ def main() -> None:
         "",
     ]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if args.write_calibration:
+        save_calibration(args.write_calibration, cal)
     print("\n".join(lines))
 
 

@@ -7,7 +7,8 @@
     q: document.getElementById("f-q"),
     category: document.getElementById("f-category"),
     contribution: document.getElementById("f-contribution"),
-    dataset: document.getElementById("f-dataset")
+    dataset: document.getElementById("f-dataset"),
+    review: document.getElementById("f-review")
   };
   var form = document.getElementById("filters");
   var status = document.getElementById("shown");
@@ -20,6 +21,7 @@
     return (!controls.category.value || p.category === controls.category.value) &&
       (!controls.contribution.value || p.contribution === controls.contribution.value) &&
       (!controls.dataset.value || p.datasets.indexOf(controls.dataset.value) >= 0) &&
+      (!controls.review.value || (controls.review.value === "yes") === p.review) &&
       (!needle || p.haystack.indexOf(needle) >= 0);
   }
 

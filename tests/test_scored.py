@@ -1,0 +1,247 @@
+"""The scored pipeline end to end with a scripted model: what is asked, how answers become a record.
+
+The real model runs this path in tests/test_embedded.py; here each answer is scripted so that a
+wrong mapping (a claim citing another sentence, a label not following the scores, a confidence
+shown where none was measured) fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from summarizer.calibration import Binary, Calibration, save_calibration
+from summarizer.decisions import NO, YES
+from summarizer.extract import Extractor
+from summarizer.fakes import FakeBackend
+from summarizer.schemas import Paper, Result
+from summarizer.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ABSTRACT = (
+    "Language models are often misaligned with what users want. "
+    "We introduce PrefBench, a benchmark of 5,000 preference pairs. "
+    "We train reward models on PrefBench and on HH-RLHF. "
+    "Our method cuts reward hacking by 40% on held-out prompts. "
+    "Larger models benefit the most from the new data."
+)
+PAPER = Paper.from_text("Preferences, measured", ABSTRACT)
+
+
+def question_of(messages: list[dict[str, str]]) -> str:
+    return messages[-1]["content"].rsplit("\n", 1)[-1]
+
+
+def script(
+    *,
+    about: bool = True,
+    category: str = "safety_evaluation",
+    runner_up: str = "learning_from_feedback",
+    gap: float = 3.0,
+    findings: tuple[int, ...] = (4, 5),
+    datasets: tuple[str, ...] = ("PrefBench", "HH-RLHF"),
+    introduced: tuple[str, ...] = ("PrefBench",),
+) -> Any:
+    def chooser(messages: list[dict[str, str]], options: tuple[str, ...]) -> list[tuple[str, float]]:
+        q = question_of(messages)
+
+        def yes(flag: bool) -> list[tuple[str, float]]:
+            return [(YES, -0.05), (NO, -4.0)] if flag else [(NO, -0.05), (YES, -4.0)]
+
+        if q.startswith("Question: Is this paper about"):
+            return yes(about)
+        if "Which category" in q:
+            return [(category, -0.1), (runner_up, -0.1 - gap), *((o, -9.0) for o in options[2:4])]
+        if "introduce" in q:
+            return yes(any(f'"{n}"' in q for n in introduced))
+        if "dataset, benchmark or corpus" in q:
+            return yes(any(f'"{n}"' in q for n in datasets))
+        m = re.search(r"sentence \[(\d+)\]", q)
+        assert m is not None, q
+        return yes(int(m.group(1)) in findings)
+
+    return chooser
+
+
+def responder(messages: list[dict[str, str]]) -> dict[str, Any]:
+    content = messages[-1]["content"]
+    if content.startswith("This request is not a one-word question. Here is one sentence"):
+        sentence = content.split('"', 2)[1]
+        return {"statement": "Restated: " + " ".join(sentence.split()[:8])}
+    return {
+        "summary": "The paper introduces a preference benchmark and shows it reduces reward hacking in reward models.",
+        "method_name": "PrefBench",
+        "method_description": "A benchmark of preference pairs used to train reward models.",
+        "contribution_type": "dataset_or_benchmark",
+    }
+
+
+def run(tmp_path: Path, backend: FakeBackend, **settings: Any) -> tuple[Result, FakeBackend]:
+    s = Settings(cache_dir=tmp_path / "cache", use_cache=False, decisions="scored", **settings)
+
+    async def go() -> Result:
+        async with Extractor(s, backend=backend) as ex:
+            return await ex.extract(PAPER)
+
+    return asyncio.run(go()), backend
+
+
+def test_labels_follow_the_scores_and_claims_cite_the_sentence_they_were_written_from(tmp_path: Path) -> None:
+    result, backend = run(tmp_path, FakeBackend(responder=responder, chooser=script()))
+    r = result.record
+    assert r.category.primary == "safety_evaluation"
+    assert r.confidence is not None and r.confidence.category is not None and r.confidence.category > 0.9
+    assert r.confidence.runner_up == "learning_from_feedback"
+    assert not r.needs_review
+    # Three claims: the two scored findings and the next best (position-weighted), each citing
+    # exactly the sentence its statement was written from.
+    for claim in r.claims:
+        words = claim.statement.removeprefix("Restated: ").split()
+        assert claim.evidence.split()[: len(words)] == words
+    assert {c.evidence for c in r.claims} >= {
+        "Our method cuts reward hacking by 40% on held-out prompts.",
+        "Larger models benefit the most from the new data.",
+    }
+    # A claim request holds its sentence and not the paper.
+    claim_requests = [m for m in backend.calls if "Here is one sentence" in m[-1]["content"]]
+    assert len(claim_requests) == len(r.claims)
+    assert all("<paper>" not in m[-1]["content"] for m in claim_requests)
+    # Datasets: accepted by their own questions; introduced by the second round. The method's
+    # own name is not also listed as a dataset.
+    assert [(d.name, d.role) for d in r.datasets] == [("HH-RLHF", "used")]
+    assert r.confidence.datasets["PrefBench"] > 0.9
+    assert result.provenance.attempts == len(backend.calls)
+
+
+def test_a_paper_the_gate_puts_outside_gets_the_outside_class_whatever_the_category_says(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, FakeBackend(responder=responder, chooser=script(about=False)))
+    r = result.record
+    assert r.category.primary == "not_alignment"
+    assert r.confidence is not None and r.confidence.subject is not None and r.confidence.subject < 0.1
+    assert r.confidence.category is None
+    assert "outside" in r.category.rationale
+
+
+def test_close_categories_mark_the_record_for_review(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, FakeBackend(responder=responder, chooser=script(gap=0.1)))
+    r = result.record
+    assert r.needs_review
+    assert any("close to" in reason for reason in r.review_reasons)
+
+
+def test_a_server_without_logprobs_gives_generated_choices_and_says_confidence_is_unknown(tmp_path: Path) -> None:
+    backend = FakeBackend(responder=responder, chooser=lambda messages, options: None)
+    result, _ = run(tmp_path, backend)
+    r = result.record
+    assert r.confidence is not None and r.confidence.category is None and r.confidence.subject is None
+    assert r.needs_review
+    assert any("no log-probabilities" in reason for reason in r.review_reasons)
+
+
+def test_the_calibration_file_is_applied_and_in_the_cache_key(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for f in (ROOT / "prompts").iterdir():
+        (prompts / f.name).write_bytes(f.read_bytes())
+    cal_path = prompts / "calibration.json"
+    cal_path.unlink(missing_ok=True)
+
+    def key() -> str:
+        s = Settings(cache_dir=tmp_path / "c", prompts_dir=prompts, decisions="scored")
+        return Extractor(s, backend=FakeBackend()).key_for(PAPER)
+
+    uncalibrated = key()
+    # A gate threshold far above the scripted Yes log-odds flips the paper outside.
+    save_calibration(cal_path, Calibration(model="fake:fake-model", subject=Binary(threshold=10.0)))
+    assert key() != uncalibrated
+    result, _ = run(tmp_path, FakeBackend(responder=responder, chooser=script()), prompts_dir=prompts)
+    assert result.record.category.primary == "not_alignment"
+    assert result.record.confidence is not None and result.record.confidence.calibration is not None
+    assert json.loads(cal_path.read_text())["calibrations"][0]["model"] == "fake:fake-model"
+
+
+def test_generated_stays_the_default_even_where_questions_are_cheap(tmp_path: Path) -> None:
+    # The blessed baseline was made with generated labels; scored becomes the default only
+    # once it beats them (issue 24, step 3).
+    assert Settings().decisions == "generated"
+    assert Extractor(Settings(cache_dir=tmp_path / "c"), backend=FakeBackend(cheap_questions=True)).scored is None
+
+
+def test_auto_scores_only_where_questions_are_cheap(tmp_path: Path) -> None:
+    s = Settings(cache_dir=tmp_path / "c", decisions="auto")
+    assert Extractor(s, backend=FakeBackend(cheap_questions=True)).scored is not None
+    assert Extractor(s, backend=FakeBackend()).scored is None
+    keys = {
+        Extractor(s.model_copy(update={"decisions": d}), backend=FakeBackend()).key_for(PAPER)
+        for d in ("scored", "generated")
+    }
+    assert len(keys) == 2
+
+
+def test_a_blank_method_description_is_re_asked_not_a_failed_paper(tmp_path: Path) -> None:
+    answers = iter(["  ", "A benchmark of preference pairs used to train reward models."])
+
+    def blank_first(messages: list[dict[str, str]]) -> dict[str, Any]:
+        answer = responder(messages)
+        if "method_description" in answer:
+            answer["method_description"] = next(answers)
+        return answer
+
+    result, _ = run(tmp_path, FakeBackend(responder=blank_first, chooser=script()))
+    assert result.record.method.description == "A benchmark of preference pairs used to train reward models."
+    assert result.provenance.reasks == 1
+
+
+def test_the_cli_chooses_the_decision_mode(tmp_path: Path, monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    import summarizer.extract as extract
+    from summarizer.cli import app
+
+    seen: list[str] = []
+
+    def fake_summarize(paper: Any, settings: Settings) -> Any:
+        seen.append(settings.decisions)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(extract, "summarize_sync", fake_summarize)
+    runner = CliRunner()
+    base = ["summarize", "--title", "A title", "--abstract", ABSTRACT, "--cache-dir", str(tmp_path)]
+    runner.invoke(app, base)
+    runner.invoke(app, [*base, "--decisions", "scored"])
+    assert seen == ["generated", "scored"]
+    bad = runner.invoke(app, [*base, "--decisions", "sometimes"])
+    assert bad.exit_code == 2 and "sometimes" in bad.output
+
+
+def test_a_new_calibration_re_scores_from_cached_answers_without_the_model(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for f in (ROOT / "prompts").iterdir():
+        (prompts / f.name).write_bytes(f.read_bytes())
+    cal_path = prompts / "calibration.json"
+    save_calibration(cal_path, Calibration(model="fake:fake-model"))
+    settings = Settings(cache_dir=tmp_path / "cache", prompts_dir=prompts, decisions="scored")
+
+    def extract(backend: FakeBackend) -> tuple[Result, str]:
+        async def go() -> tuple[Result, str]:
+            async with Extractor(settings, backend=backend) as ex:
+                return await ex.extract(PAPER), ex.key_for(PAPER)
+
+        return asyncio.run(go())
+
+    first_backend = FakeBackend(responder=responder, chooser=script())
+    first, first_key = extract(first_backend)
+    assert first.record.category.primary == "safety_evaluation" and len(first_backend.calls) > 5
+    # A gate threshold above the scripted Yes log-odds: a new record key, the same answers.
+    save_calibration(cal_path, Calibration(model="fake:fake-model", subject=Binary(threshold=10.0)))
+    second_backend = FakeBackend(responder=responder, chooser=script())
+    second, second_key = extract(second_backend)
+    assert second_key != first_key and not second.provenance.cache_hit
+    assert second.record.category.primary == "not_alignment"
+    assert second_backend.calls == [] and second.provenance.attempts == 0
+    assert second.record.summary == first.record.summary
+    assert [c.evidence for c in second.record.claims] == [c.evidence for c in first.record.claims]
