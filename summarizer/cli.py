@@ -203,6 +203,35 @@ def eval_command(
         raise typer.Exit(1)
 
 
+@app.command("calibrate")
+def calibrate_command(
+    papers: Annotated[list[Path], typer.Argument(help="Paper files: the pool (unlabelled) that holds the dev papers.")],
+    dev: Annotated[Path, typer.Option("--dev", help="Labelled dev papers to fit on.")] = Path("evals/dev.jsonl"),
+    gold: Annotated[Path, typer.Option("--gold", help="Gold set, refused as dev papers.")] = Path("evals/gold.jsonl"),
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Calibration file to update (default prompts/calibration.json).")
+    ] = None,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Fit the calibration of scored decisions for this model and save it (answers come from the cache)."""
+    import asyncio
+
+    from .calibrate import calibrate
+
+    settings = _settings(backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir)
+    target = out_path or settings.resolved_calibration_path
+    try:
+        cal = asyncio.run(calibrate(settings, pool_files=papers, dev_path=dev, out_path=target, gold_path=gold))
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    fitted = ", ".join(f"{k} {v}" for k, v in cal.fitted.items())
+    out.print(f"calibrated {escape(cal.model)} ({fitted}); wrote {escape(str(target))}", highlight=False)
+
+
 class LogFormat(StrEnum):
     rich = "rich"
     jsonl = "jsonl"
