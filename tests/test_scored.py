@@ -245,3 +245,28 @@ def test_a_new_calibration_re_scores_from_cached_answers_without_the_model(tmp_p
     assert second_backend.calls == [] and second.provenance.attempts == 0
     assert second.record.summary == first.record.summary
     assert [c.evidence for c in second.record.claims] == [c.evidence for c in first.record.claims]
+
+
+def test_the_committed_scored_gold_run_replays_through_the_real_code_path(tmp_path: Path) -> None:
+    # The recorded scored answers for the gold set (cache/replay/gold.jsonl) are keyed by what the
+    # scored path sends today; a change to that path must re-record them, not silently run live.
+    from summarizer.evaluate import load_gold, run_eval
+    from summarizer.replay import ReplayStore
+    from summarizer.sources import read_inputs
+
+    settings = Settings(cache_dir=tmp_path / "cache", decisions="scored", use_cache=False)
+    seeds = sorted((ROOT / "examples/seeds").iterdir())
+    gold = load_gold(ROOT / "evals/gold.jsonl")
+    papers = {p.id: p for p in read_inputs(seeds)}
+    ex = Extractor(settings)  # the embedded default's identity; its server starts only on a request
+    store = ReplayStore.load(ROOT / "cache/replay/gold.jsonl")
+    missing = [g.id for g in gold if store.get(ex.key_for(papers[g.id])) is None]
+    assert missing == [], "re-record: summarizer eval --decisions scored --out evals/scored"
+    replay = tmp_path / "replay.jsonl"
+    replay.write_bytes((ROOT / "cache/replay/gold.jsonl").read_bytes())
+    run = asyncio.run(
+        run_eval(settings, gold_path=ROOT / "evals/gold.jsonl", paper_files=seeds, replay_path=replay, extractor=ex)
+    )
+    assert (run.replayed, run.live) == (len(gold), 0)
+    recorded = json.loads((ROOT / "evals/scored/report.json").read_text())
+    assert run.summary["metrics"] == recorded["summary"]["metrics"]
