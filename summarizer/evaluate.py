@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from rapidfuzz import fuzz
 
 from .errors import InputError, StaleReplayError
@@ -417,11 +417,22 @@ class GateConfig(BaseModel):
 def load_gate_config(path: Path) -> GateConfig:
     try:
         config = GateConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except ValidationError as exc:
+        # One line per file, not pydantic's multi-line report: "metrics.x.test: Input should be ...".
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid gate configuration: {problems}", path=path) from None
     except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
         raise InputError(f"invalid gate configuration: {exc}", path=path) from exc
     unknown = sorted(set(config.metrics) - set(HEADLINE))
     if unknown:
         raise InputError(f"invalid gate configuration: unknown metrics {', '.join(unknown)}", path=path)
+    booleans = {name for name, info in PaperScore.model_fields.items() if info.annotation is bool}
+    for name, rule in config.metrics.items():
+        if rule.test == "mcnemar" and rule.field not in booleans:
+            raise InputError(
+                f"invalid gate configuration: metric {name} needs `field`, one of {', '.join(sorted(booleans))}",
+                path=path,
+            )
     return config
 
 
@@ -604,7 +615,7 @@ def check_gate(current: Sequence[PaperScore], baseline: Sequence[PaperScore], co
             continue
         if rule.test == "mcnemar":
             if rule.field is None:
-                raise InputError(f"gate metric {name}: a McNemar test needs `field`")
+                raise InputError(f"gate metric {name}: a McNemar test needs `field`")  # checked on load too
             b = sum(
                 bool(getattr(x, rule.field)) and not getattr(y, rule.field)
                 for y, x in zip(paired_cur, paired_base, strict=True)

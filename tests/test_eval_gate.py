@@ -119,7 +119,8 @@ def test_an_equal_but_different_rerun_passes(k: int) -> None:
     assert sum(a != b for a, b in zip(current, BASELINE, strict=True)) >= 2 * k
     findings = check_gate(list(reversed(current)), BASELINE, CONFIG)  # paired by id, not by position
     assert failed(findings) == set()
-    assert {f.metric: f.current for f in findings}["category_accuracy"] == pytest.approx(30 / 65, abs=1e-4)
+    unchanged = HEADLINE["category_accuracy"](BASELINE)
+    assert {f.metric: f.current for f in findings}["category_accuracy"] == pytest.approx(unchanged, abs=1e-4)
 
 
 async def test_a_constant_majority_model_fails_against_the_real_baseline(tmp_path: Path) -> None:
@@ -253,12 +254,25 @@ async def test_a_check_never_calls_the_model_for_missing_entries(tmp_path: Path)
     assert silent.calls == []
 
 
-def test_a_bad_gate_file_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        (
+            '[metrics.category_acuracy]\ntest = "mcnemar"\nfield = "category_correct"\n',
+            "unknown metrics category_acuracy",
+        ),
+        ('[metrics.dataset_f1]\ntest = "paired_bootstrap"\n', "metrics.dataset_f1.test: Input should be"),
+        ('[metrics.category_accuracy]\ntest = "mcnemar"\n', "metric category_accuracy needs `field`"),
+        ('[metrics.category_accuracy]\ntest = "mcnemar"\nfield = "pred_primary"\n', "needs `field`, one of"),
+    ],
+)
+def test_a_bad_gate_file_is_one_line(tmp_path: Path, toml: str, says: str) -> None:
     gate = tmp_path / "gate.toml"
-    gate.write_text('[metrics.category_acuracy]\ntest = "mcnemar"\nfield = "category_correct"\n', encoding="utf-8")
+    gate.write_text(toml, encoding="utf-8")
     proc = run_check(tmp_path, "--gate", str(gate))
     assert proc.returncode == 2
-    assert "unknown metrics category_acuracy" in proc.stderr and "Traceback" not in proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_the_readme_states_the_majority_class_figure_of_the_gold_set() -> None:
