@@ -282,3 +282,16 @@ def test_the_readme_states_the_majority_class_figure_of_the_gold_set() -> None:
     n = len(BASELINE)
     assert f"**{share:.3f}** ({round(share * n)}/{n})" in readme and f"always `{label}`" in readme
     assert f"{model:.3f} ({round(model * n)}/{n})" in readme
+
+
+def test_the_simulation_tool_runs_and_reports_the_gates_detection_size() -> None:
+    # The command GUIDELINES.md quotes must keep working; a short run, not the quoted figures.
+    proc = subprocess.run(
+        [sys.executable, "evals/tools/gate_power.py", "--reruns", "5", "--churn", "0.25", "--sizes", str(DETECTION)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"nothing else changed): {DETECTION}\n" in proc.stdout
+    assert re.search(r"\| 0\.25 \| \d+\.\d% \(\d/5\) \| \d+\.\d% \(\d/5\) \|", proc.stdout), proc.stdout
+    # At churn 0 a drop of the detection size is always caught.
+    assert re.search(rf"\| {DETECTION} \([\d.]+%\) \| 100% \|", proc.stdout), proc.stdout
