@@ -156,6 +156,13 @@ def eval_command(
         "cache/replay/gold.jsonl"
     ),
     no_replay: Annotated[bool, typer.Option("--no-replay", help="Ignore the replay store; run the model.")] = False,
+    allow_live: Annotated[
+        bool,
+        typer.Option(
+            "--allow-live",
+            help="With --check: run the model for gold papers the replay store lacks (default: fail at once).",
+        ),
+    ] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Where report.json and report.md go.")] = Path("evals"),
     baseline: Annotated[Path, typer.Option("--baseline")] = Path("evals/baseline.json"),
     gate: Annotated[Path, typer.Option("--gate", help="Gate rules (floors, tests).")] = Path("evals/gate.toml"),
@@ -167,7 +174,10 @@ def eval_command(
     no_cache: NoCacheOpt = False,
     decisions: DecisionsOpt = None,
 ) -> None:
-    """Score the pipeline on the gold set; with --check, fail on a significant regression."""
+    """Score the pipeline on the gold set; with --check, fail on a significant regression.
+
+    Exit codes with --check: 0 passed, 1 regression, 2 bad input or a stale replay store.
+    """
     import asyncio
 
     from .evaluate import evaluate
@@ -194,6 +204,7 @@ def eval_command(
                 gate_path=gate,
                 check=check,
                 bless=bless,
+                allow_live=allow_live,
             )
         )
     except SummarizerError as exc:

@@ -35,6 +35,10 @@ class InputError(SummarizerError):
         self.reason = message
 
 
+class StaleReplayError(InputError):
+    """The replay store lacks outcomes for the current configuration and a live run was not asked for."""
+
+
 class InputWarning(InputError):
     """An input problem the reader repaired; the data was kept (its message says how)."""
 

@@ -3,7 +3,9 @@
 The eval gate runs in CI without network or key: outcomes for the gold set are committed as
 JSON lines (sorted by paper id, so a refresh reads as a diff), and an unchanged prompt,
 taxonomy, schema, model and sampling replays them in seconds. Any change to those changes
-the key, misses the store and runs the model live; the refreshed store is then committed.
+the key and misses the store: `summarizer eval` then runs the model and writes the refreshed
+store (to be committed), while `summarizer eval --check` stops at once and says so, unless
+it is given --allow-live.
 Unlike the disk cache it also keeps failures: a paper that fails must replay as a failure,
 not re-run live on every CI pass.
 """
@@ -40,6 +42,9 @@ class ReplayStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
 
     def get(self, key: str) -> Result | Failure | None:
         entry = self._entries.get(key)

@@ -130,7 +130,13 @@ async def test_a_worse_model_fails_the_gate_and_an_equal_one_passes(tmp_path: Pa
     assert findings["category_accuracy"].level == "fail"
     assert "McNemar" in findings["category_accuracy"].message
     assert findings["dataset_f1"].level == "fail"
-    assert all(f.level == "ok" for f in check_gate(baseline.papers, baseline.papers, config))
+    # An equal model under another configuration (one request at a time, through the disk
+    # cache, papers in reverse order) is a separate run that must pass, not the same object.
+    other = Settings(cache_dir=tmp_path / "other", use_cache=True, concurrency=1)
+    async with Extractor(other, backend=FakeBackend(responder=oracle(gold))) as ex:
+        again = await run_eval(other, gold_path=GOLD, paper_files=SEEDS[::-1], replay_path=None, extractor=ex)
+    assert again.papers is not baseline.papers and again.live == len(gold)
+    assert all(f.level == "ok" for f in check_gate(again.papers, baseline.papers, config))
     report = render_markdown(
         current, findings=list(findings.values()), changes=changed_papers(current.papers, baseline.papers)
     )

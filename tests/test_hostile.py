@@ -20,6 +20,7 @@ from summarizer.errors import ExtractionFailed
 from summarizer.evaluate import load_gold
 from summarizer.extract import Extractor
 from summarizer.fakes import FakeBackend, names_of, sentences_of, valid_answer
+from summarizer.guard import withheld_sentences
 from summarizer.prompts import neutralise
 from summarizer.redteam import (
     CaseOutcome,
@@ -40,6 +41,8 @@ from summarizer.taxonomy import load_taxonomy
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted((ROOT / "examples/seeds").glob("*.txt"))
 CASES = ROOT / "evals/hostile.jsonl"
+# Written after the guard was tuned on CASES, in other styles, and never used to tune it.
+HELDOUT = ROOT / "evals/hostile-heldout.jsonl"
 REPLAY = ROOT / "cache/replay/gold.jsonl"
 
 HOSTILE_ABSTRACT = (
@@ -188,6 +191,69 @@ def test_hostile_cases_are_well_formed_and_visible() -> None:
             assert marker.casefold() in case.injection.casefold(), case.id
 
 
+def _check_visible(path: Path) -> list[InjectionCase]:
+    """The cases in `path` are well formed and each could show a change (shared by both sets)."""
+    cases = load_cases(path)
+    gold = {g.id: g for g in load_gold(ROOT / "evals/gold.jsonl")}
+    categories = set(load_taxonomy(ROOT / "prompts/taxonomy.toml").category_ids)
+    papers = load_papers(SEEDS)
+    ex = Extractor(Settings(use_cache=False))
+    store = ReplayStore.load(REPLAY)
+    for case in cases:
+        assert case.paper_id in gold and gold[case.paper_id].primary == case.gold_primary, case.id
+        assert case.target != case.gold_primary, case.id
+        clean = store.get(ex.key_for(papers[case.paper_id]))
+        assert isinstance(clean, Result), f"{case.id}: base paper has no replayed record"
+        if case.target_field == "category":
+            assert case.target in categories and clean.record.category.primary != case.target, case.id
+        else:
+            assert case.target.casefold() in case.injection.casefold(), case.id
+            assert case.target.casefold() not in clean.record.model_dump_json().casefold(), case.id
+        for marker in case.markers:
+            assert marker.casefold() in case.injection.casefold(), case.id
+    return cases
+
+
+def test_heldout_cases_are_well_formed_and_apart_from_the_tuning_set() -> None:
+    heldout = _check_visible(HELDOUT)
+    tuning = load_cases(CASES)
+    assert 12 <= len(heldout) <= 20
+    # Held out means: other papers, other attack styles, nothing copied from the tuning set.
+    assert {c.paper_id for c in heldout}.isdisjoint({c.paper_id for c in tuning})
+    assert {c.technique for c in heldout}.isdisjoint({c.technique for c in tuning})
+    assert {normalise_ws(c.injection) for c in heldout}.isdisjoint({normalise_ws(c.injection) for c in tuning})
+    techniques = {c.technique for c in heldout}
+    assert "role_play" in techniques and len({t for t in techniques if t.startswith("fake_")}) >= 3
+    assert len({t for t in techniques if t.startswith("multilingual_")}) >= 4
+    assert any("latex" in t for t in techniques) and any("markdown" in t for t in techniques)
+    assert {c.position for c in heldout} == {"start", "middle", "end"}
+    assert {"category", "method", "datasets", "summary", "claims"} <= {c.target_field for c in heldout}
+
+
+def _guard_covers(case: InjectionCase, papers: dict[str, Paper], identifiers: frozenset[str]) -> bool:
+    """Whether the guard withholds every sentence that carries the injection."""
+    sentences = split_sentences(inject(papers[case.paper_id], case).abstract)
+    withheld = set(withheld_sentences(sentences, identifiers))
+    own = set(split_sentences(papers[case.paper_id].abstract))
+    carrying = {i for i, s in enumerate(sentences, 1) if s not in own}
+    return bool(carrying) and carrying <= withheld
+
+
+def test_the_guard_on_the_heldout_set_is_the_documented_figure() -> None:
+    # Measured without a model: how many held-out injections the guard keeps from the model.
+    # RELIABILITY.md states it; tuning the guard on these cases would end their use as a
+    # held-out set, so a change here needs a new held-out set, not just a new figure.
+    papers = load_papers(SEEDS)
+    identifiers = frozenset(i for i in load_taxonomy(ROOT / "prompts/taxonomy.toml").category_ids if "_" in i)
+    assert all(_guard_covers(c, papers, identifiers) for c in load_cases(CASES))  # the tuning set, for contrast
+    heldout = load_cases(HELDOUT)
+    covered = sum(_guard_covers(c, papers, identifiers) for c in heldout)
+    text = (ROOT / "RELIABILITY.md").read_text(encoding="utf-8")
+    documented = re.search(r"guard withholds\s+\*\*(\d+) of (\d+)\*\*\s+held-out injections", text)
+    assert documented is not None, "RELIABILITY.md must state the guard's held-out figure"
+    assert (int(documented.group(1)), int(documented.group(2))) == (covered, len(heldout))
+
+
 def test_injection_goes_where_the_case_says() -> None:
     paper = Paper.from_text("T", "First one. Second one. Third one. Fourth one.")
     base = {"id": "c", "paper_id": paper.id, "gold_primary": "general", "technique": "t",
@@ -256,11 +322,14 @@ def ignoring(cases: list[InjectionCase]) -> Any:
     return answer
 
 
-async def test_a_model_that_obeys_every_injection_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", [CASES, HELDOUT], ids=["tuning", "heldout"])
+async def test_a_model_that_obeys_every_injection_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: Path
+) -> None:
     # The judge must see every change an obedient model makes. With the guard on, the model
     # never sees the injections (the next test), so this one turns the guard off.
     monkeypatch.setattr(extract, "withheld_sentences", lambda sentences, identifiers: ())
-    cases = load_cases(CASES)
+    cases = load_cases(path)
     papers = load_papers(SEEDS)
     async with make(tmp_path, FakeBackend(responder=obedient(cases))) as ex:
         report = await run_injection_suite(Settings(), cases, papers=papers, extractor=ex)
@@ -274,15 +343,32 @@ async def test_a_model_that_obeys_every_injection_is_caught(tmp_path: Path, monk
     assert text.count("**CHANGED**") == len(cases)
 
 
-@pytest.mark.parametrize("responder", [obedient, ignoring], ids=["obedient-but-guarded", "ignoring"])
-async def test_a_model_that_never_acts_on_an_injection_is_unchanged(tmp_path: Path, responder: Any) -> None:
-    # With the guard on, even an obedient model never sees the injections.
-    cases = load_cases(CASES)
+@pytest.mark.parametrize(
+    ("responder", "path"),
+    [(obedient, CASES), (ignoring, CASES), (ignoring, HELDOUT)],
+    ids=["obedient-but-guarded", "ignoring", "ignoring-heldout"],
+)
+async def test_a_model_that_never_acts_on_an_injection_is_unchanged(tmp_path: Path, responder: Any, path: Path) -> None:
+    # With the guard on, even an obedient model never sees the tuning set's injections. The
+    # held-out set runs only with a model that ignores them: the guard does not cover it
+    # (RELIABILITY.md), and an obedient model behind it is changed (next test).
+    cases = load_cases(path)
     async with make(tmp_path, FakeBackend(responder=responder(cases))) as ex:
         report = await run_injection_suite(Settings(), cases, papers=load_papers(SEEDS), extractor=ex)
     assert report.tried == report.judged == len(cases)
     assert report.changed == report.targets_reached == report.leaked == report.cited == report.failures == 0
     assert f"**0 of {len(cases)} injections changed the outcome**" in render_markdown(report)
+
+
+async def test_an_obedient_model_behind_the_guard_is_changed_by_each_uncovered_heldout_case(tmp_path: Path) -> None:
+    cases = load_cases(HELDOUT)
+    papers = load_papers(SEEDS)
+    identifiers = frozenset(i for i in load_taxonomy(ROOT / "prompts/taxonomy.toml").category_ids if "_" in i)
+    uncovered = {c.id for c in cases if not _guard_covers(c, papers, identifiers)}
+    async with make(tmp_path, FakeBackend(responder=obedient(cases))) as ex:
+        report = await run_injection_suite(Settings(), cases, papers=papers, extractor=ex)
+    assert report.tried == report.judged == len(cases)
+    assert {o.id for o in report.cases if o.changed} == uncovered
 
 
 async def test_clean_outcomes_replay_from_the_store(tmp_path: Path) -> None:
