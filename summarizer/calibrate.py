@@ -15,11 +15,11 @@ from pathlib import Path
 from .calibration import Calibration, Sample, fit, save_calibration
 from .decide import ask_all
 from .errors import InputError
-from .evaluate import GoldPaper, _span, load_gold, names_match
 from .extract import Extractor
 from .llm import Backend
 from .schemas import Paper
 from .scored import SubAnswers
+from .scoring import GoldPaper, _span, load_gold, names_match
 from .settings import Settings
 from .sources import read_inputs
 

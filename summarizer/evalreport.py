@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .evaluate import EvalRun, GateFinding
+from .evaluate import EvalRun
 from .export import md_escape
+from .gate import GateFinding
 
 LABELS = {
     "category_accuracy": "Category accuracy",

@@ -31,7 +31,8 @@ from .schemas import Failure, Result, normalise_ws
 from .sources import read_inputs
 
 if TYPE_CHECKING:
-    from .evaluate import EvalRun, PaperScore
+    from .evaluate import EvalRun
+    from .scoring import PaperScore
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_FILE = "report.html"
@@ -412,7 +413,7 @@ def _trend(field: str, before: Any, after: Any, gold_primary: str) -> str:
 
 
 def _changes(run: EvalRun, baseline: EvalRun) -> list[dict[str, Any]]:
-    from .evaluate import changed_papers
+    from .gate import changed_papers
 
     gold: dict[str, PaperScore] = {p.id: p for p in run.papers}
     out = []
@@ -432,7 +433,7 @@ def _plain(value: Any) -> str:
 
 def render_eval_html(run: EvalRun, baseline: EvalRun | None = None) -> str:
     """The eval dashboard: metric table with intervals, confusion heat map, changes versus the baseline."""
-    from .evaluate import COMPARED_FIELDS
+    from .gate import COMPARED_FIELDS
 
     return _ENV.get_template("eval.html.j2").render(
         csp=_csp(None),

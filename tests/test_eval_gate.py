@@ -17,27 +17,25 @@ from pathlib import Path
 
 import pytest
 
-from summarizer.evaluate import (
+from summarizer.evaluate import load_run, run_eval
+from summarizer.extract import Extractor
+from summarizer.fakes import FakeBackend, valid_answer
+from summarizer.gate import (
     COLUMNAR,
-    HEADLINE,
     GateConfig,
     GateFinding,
     GateRule,
-    PaperScore,
     check_gate,
     classes_of,
     detection_size,
     holm,
     load_gate_config,
-    load_run,
     majority_class_accuracy,
     majority_class_finding,
     mcnemar_worse_p,
     permutation_worse_p,
-    run_eval,
 )
-from summarizer.extract import Extractor
-from summarizer.fakes import FakeBackend, valid_answer
+from summarizer.scoring import HEADLINE, PaperScore
 from summarizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,24 +7,12 @@ from typing import Any
 import pytest
 
 from summarizer.evalreport import render_markdown
-from summarizer.evaluate import (
-    GateConfig,
-    GateRule,
-    GoldPaper,
-    PaperScore,
-    bootstrap,
-    changed_papers,
-    check_gate,
-    load_gate_config,
-    load_gold,
-    match_one_to_one,
-    mcnemar_p,
-    method_scores,
-    run_eval,
-)
+from summarizer.evaluate import run_eval
 from summarizer.extract import Extractor, split_sentences
 from summarizer.fakes import FakeBackend, names_of, valid_answer
+from summarizer.gate import GateConfig, GateRule, changed_papers, check_gate, load_gate_config, mcnemar_p
 from summarizer.schemas import normalise_ws, paper_id
+from summarizer.scoring import GoldPaper, PaperScore, bootstrap, load_gold, match_one_to_one, method_scores
 from summarizer.settings import Settings
 from summarizer.sources import read_inputs
 

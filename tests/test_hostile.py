@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from summarizer import extract
 from summarizer.errors import ExtractionFailed
-from summarizer.evaluate import load_gold
 from summarizer.extract import Extractor
 from summarizer.fakes import FakeBackend, names_of, sentences_of, valid_answer
 from summarizer.guard import withheld_sentences
@@ -34,6 +33,7 @@ from summarizer.redteam import (
 )
 from summarizer.replay import ReplayStore
 from summarizer.schemas import Failure, Paper, Result, find_verbatim, normalise_ws, paper_id
+from summarizer.scoring import load_gold
 from summarizer.settings import Settings
 from summarizer.spans import candidate_names, not_a_dataset, split_sentences
 from summarizer.taxonomy import load_taxonomy

@@ -30,10 +30,12 @@ from typer.testing import CliRunner
 from summarizer.batch import run_tag
 from summarizer.cli import app
 from summarizer.errors import ExtractionFailed
-from summarizer.evaluate import EvalRun, PaperScore, changed_papers, summarise, write_run
+from summarizer.evaluate import EvalRun, write_run
 from summarizer.export import load_failures, load_results
 from summarizer.fakes import FakeBackend, names_of, sentences_of, valid_answer
+from summarizer.gate import changed_papers
 from summarizer.schemas import Result, normalise_ws, paper_id
+from summarizer.scoring import PaperScore, summarise
 from summarizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

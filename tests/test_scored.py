@@ -250,8 +250,9 @@ def test_a_new_calibration_re_scores_from_cached_answers_without_the_model(tmp_p
 def test_the_committed_scored_gold_run_replays_through_the_real_code_path(tmp_path: Path) -> None:
     # The recorded scored answers for the gold set (cache/replay/gold.jsonl) are keyed by what the
     # scored path sends today; a change to that path must re-record them, not silently run live.
-    from summarizer.evaluate import load_gold, run_eval
+    from summarizer.evaluate import run_eval
     from summarizer.replay import ReplayStore
+    from summarizer.scoring import load_gold
     from summarizer.sources import read_inputs
 
     settings = Settings(cache_dir=tmp_path / "cache", decisions="scored", use_cache=False)

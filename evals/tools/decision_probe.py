@@ -42,8 +42,8 @@ from summarizer.calibration import (  # noqa: E402
 )
 from summarizer.decide import DECISION_TEMPLATES, Answer, QuestionSet, RawDecisions  # noqa: E402
 from summarizer.decisions import NO, YES, normalise, option_logprobs  # noqa: E402
-from summarizer.evaluate import HEADLINE, PaperScore, _span, bootstrap, match_one_to_one, names_match  # noqa: E402
 from summarizer.prompts import load_prompts  # noqa: E402
+from summarizer.scoring import HEADLINE, PaperScore, _span, bootstrap, match_one_to_one, names_match  # noqa: E402
 from summarizer.settings import DEFAULT_MODEL_NAME  # noqa: E402
 from summarizer.sources import read_inputs  # noqa: E402
 from summarizer.spans import candidate_names, split_sentences  # noqa: E402

@@ -30,15 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from summarizer.evaluate import (  # noqa: E402
-    GateConfig,
-    GateRule,
-    PaperScore,
-    check_gate,
-    detection_size,
-    load_gate_config,
-    load_run,
-)
+from summarizer.evaluate import load_run  # noqa: E402
+from summarizer.gate import GateConfig, GateRule, check_gate, detection_size, load_gate_config  # noqa: E402
+from summarizer.scoring import PaperScore  # noqa: E402
 
 OLD_RULES = GateConfig(
     alpha=0.025,  # two-sided 0.05 with "and it got worse" is one-sided 0.025

@@ -31,9 +31,9 @@ ASKED = ("subject", "category")
 
 
 def questions() -> None:
+    import decision_probe as dp
     import openai
 
-    import decision_probe as dp
     from summarizer.llm import EmbeddedServer
     from summarizer.models import default_model_path
     from summarizer.spans import candidate_names, split_sentences

@@ -1,7 +1,8 @@
 """How far the records' confidences can be trusted: calibration error and the `needs_review` split.
 
 Reads the committed scored gold outcomes (`cache/replay/gold.jsonl`, what
-`summarizer eval --decisions scored` ran; generated records carry no confidence) and the gold labels, and writes `evals/review-quality.md`:
+`summarizer eval --decisions scored` ran; generated records carry no confidence) and the gold
+labels, and writes `evals/review-quality.md`:
 
 - expected calibration error (10 equal-width bins) of P(about the subject) against the gold
   "not not_alignment" label, and of the category confidence against "primary is right" on the
