@@ -195,16 +195,16 @@ def _decode_legacy(data: bytes, path: Path | str, warn: ErrorHandler) -> str | N
         return None
     from charset_normalizer import from_bytes  # imported here: most inputs are UTF-8 and never need it
 
-    matches = list(from_bytes(data))
+    # The detector ranks code pages by how chaotic the text looks, which for a short file or
+    # one with typographic dashes often puts an ISO 8859 page (dashes as control characters)
+    # or cp775 first; only guesses that read as words stay in the race.
+    matches = [m for m in list(from_bytes(data))[:12] if _plausible(str(m))]
     if not matches:
         return None
     best = matches[0]
-    # Short texts leave the detector torn between near-equal Latin code pages (cp1250, cp775);
     # cp1252 is what Windows and Excel write in the West, so it wins a near-tie.
-    chosen = next((m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.05), best)
+    chosen = next((m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.2), best)
     text = str(chosen)
-    if not _plausible(text):
-        return None
     warn(
         InputWarning(
             f"not UTF-8: read as {chosen.encoding} (detected; the first non-UTF-8 byte, 0x{data[first]:02X}, "

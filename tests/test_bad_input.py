@@ -606,10 +606,11 @@ async def test_a_run_dedupes_and_reports_conflicts(tmp_path: Path) -> None:
     assert "the first is kept" in summary.input_errors[0]["reason"]
 
 
+_SUPPORTED = "supported: .jsonl, .json, .csv, .txt, .bib, .xml, .atom"
 UNKNOWN = {
-    "paper.pdf": "unsupported input format '.pdf'; supported: .jsonl, .json, .csv, .txt; this reads lists of papers",
-    "sheet.xlsx": "unsupported input format '.xlsx'; supported: .jsonl, .json, .csv, .txt; save it as CSV (UTF-8)",
-    "notes.docx": "unsupported input format '.docx'; supported: .jsonl, .json, .csv, .txt",
+    "paper.pdf": f"unsupported input format '.pdf'; {_SUPPORTED}; this reads lists of papers",
+    "sheet.xlsx": f"unsupported input format '.xlsx'; {_SUPPORTED}; save it as CSV (UTF-8)",
+    "notes.docx": f"unsupported input format '.docx'; {_SUPPORTED}",
     "README": "unsupported input format '(no extension)'",
     "folder.jsonl": "is a directory, expected a file",
     "missing.csv": "file not found",
