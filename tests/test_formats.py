@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from summarizer.batch import run_tag
+from summarizer.cli import app
 from summarizer.errors import InputError
+from summarizer.fakes import FakeBackend, valid_answer
 from summarizer.formats import ReadOptions, fetch_arxiv, parse_field_map
 from summarizer.schemas import Paper, normalise_ws
+from summarizer.settings import Settings
 from summarizer.sources import InputWarning, pick_paper, read_inputs, read_papers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,7 +346,7 @@ def test_one_piped_paper_of_a_known_shape() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Every example together
+# Every example together, and runs with nothing readable
 
 
 def test_every_example_reads_and_merges_by_title() -> None:
@@ -351,3 +356,33 @@ def test_every_example_reads_and_merges_by_title() -> None:
     # 31 records across the examples, told apart by title: 13 distinct seed papers.
     assert sum(len(read_papers(f)) for f in files) == 31
     assert len(papers) == 13 and all(p.title in SEEDS for p in papers)
+
+
+async def test_a_run_with_nothing_readable_is_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "", "abstract": "x"}\n{broken\n', encoding="utf-8")
+    settings = Settings(cache_dir=tmp_path / "cache")
+    with pytest.raises(InputError) as info:
+        await run_tag([bad], tmp_path / "out", settings, backend=FakeBackend(responder=valid_answer))
+    assert (
+        str(info.value)
+        == "nothing readable: all 2 record(s) in the input were rejected (listed above); nothing was run"
+    )
+    assert not (tmp_path / "out").exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"title": "Fine", "abstract": "A readable abstract."}) + "\n", encoding="utf-8")
+    summary = await run_tag([bad, good], tmp_path / "out", settings, backend=FakeBackend(responder=valid_answer))
+    assert (summary.status, summary.done, len(summary.input_errors), summary.exit_code) == ("completed", 1, 2, 0)
+
+
+def test_the_cli_exits_2_when_nothing_is_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never reached: input comes first
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,abstract\nN/A,N/A\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["tag", str(bad), "-o", str(tmp_path / "out"), "--log-format", "jsonl"])
+    assert result.exit_code == 2
+    assert "nothing readable: all 1 record(s) in the input were rejected" in " ".join(result.output.split())
+    ids = CliRunner().invoke(app, ["tag", str(FORMATS / "arxiv-ids.txt"), "-o", str(tmp_path / "out")])
+    assert ids.exit_code == 2 and "ids alone carry no abstract; pass --fetch" in " ".join(ids.output.split())
+    bad_map = CliRunner().invoke(app, ["tag", str(bad), "-o", str(tmp_path / "out"), "--map", "abstract"])
+    assert bad_map.exit_code == 2 and "--map 'abstract': expected FIELD=PATH" in " ".join(bad_map.output.split())
