@@ -459,7 +459,9 @@ def fetch_arxiv(
         except OSError as exc:
             raise InputError(f"could not reach the arXiv API: {getattr(exc, 'reason', None) or exc}") from None
         entries.extend(re.findall(r"<entry>.*?</entry>", body, flags=re.DOTALL))
-    return f'<feed xmlns="http://www.w3.org/2005/Atom">\n{"".join(entries)}\n</feed>\n'
+    # The answer's root may declare the arxiv: and opensearch: prefixes its entries use.
+    namespaces = 'xmlns:arxiv="http://arxiv.org/schemas/atom" xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/"'
+    return f'<feed xmlns="http://www.w3.org/2005/Atom" {namespaces}>\n{"".join(entries)}\n</feed>\n'
 
 
 def _urlopen(url: str) -> bytes:

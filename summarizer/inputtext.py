@@ -77,6 +77,8 @@ _BINARY_BYTES = bytes([*range(0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 
 # A lead byte and its continuation bytes: a character only UTF-8 spells this way.
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_PLAUSIBLE_WINDOW = 1 << 20
 _LEGACY_PUNCTUATION = frozenset("\u00a0–—‘’‚“”„•…€£¥§©®°±²³´µ¶·¹º»«¼½¾×÷™†‡‰、。「」『』（）：，！？")
 
 _JATS_TAG = re.compile(r"</?(?:jats|mml):[A-Za-z][\w.-]*(?:\s[^<>]*)?/?>")
@@ -198,13 +200,16 @@ def _decode_legacy(data: bytes, path: Path | str, warn: ErrorHandler) -> str | N
     # The detector ranks code pages by how chaotic the text looks, which for a short file or
     # one with typographic dashes often puts an ISO 8859 page (dashes as control characters)
     # or cp775 first; only guesses that read as words stay in the race.
-    matches = [m for m in list(from_bytes(data))[:12] if _plausible(str(m))]
+    # Judged on a window from the line of the first odd byte (a line start is a character start
+    # in every encoding), so a large file is not decoded a dozen times.
+    sample = data[data.rfind(b"\n", 0, first) + 1 : first + _PLAUSIBLE_WINDOW]
+    matches = [m for m in list(from_bytes(data))[:12] if _plausible(sample.decode(m.encoding, errors="ignore"))]
     if not matches:
         return None
     best = matches[0]
     # cp1252 is what Windows and Excel write in the West, so it wins a near-tie.
     chosen = next((m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.2), best)
-    text = str(chosen)
+    text = data.decode(chosen.encoding, errors="replace")
     warn(
         InputWarning(
             f"not UTF-8: read as {chosen.encoding} (detected; the first non-UTF-8 byte, 0x{data[first]:02X}, "
@@ -223,8 +228,9 @@ def _plausible(text: str) -> bool:
     left to the repair path, which names its offset; one-letter words ("и", "à") are real but few.
     """
     inside = alone = 0
-    for i, ch in enumerate(text):
-        if ch.isascii() or ch in _LEGACY_PUNCTUATION:
+    for match in _NON_ASCII.finditer(text):
+        i, ch = match.start(), match.group()
+        if ch in _LEGACY_PUNCTUATION:
             continue
         if not ch.isalpha():
             return False

@@ -19,7 +19,7 @@ from summarizer.batch import run_tag
 from summarizer.cli import app
 from summarizer.errors import InputError
 from summarizer.fakes import FakeBackend, valid_answer
-from summarizer.formats import ReadOptions, fetch_arxiv, parse_field_map
+from summarizer.formats import ReadOptions, fetch_arxiv, parse_field_map, read_atom
 from summarizer.schemas import Paper, normalise_ws
 from summarizer.settings import Settings
 from summarizer.sources import InputWarning, pick_paper, read_inputs, read_papers
@@ -270,18 +270,20 @@ def test_fetch_reads_ids_through_a_recorded_api_answer(tmp_path: Path) -> None:
 def test_fetch_arxiv_asks_the_api_in_polite_batches() -> None:
     urls: list[str] = []
     pauses: list[float] = []
-    entry = "<entry><id>http://arxiv.org/abs/{}</id></entry>"
+    # As the API answers today: the arxiv: prefix is declared on the root, which is not kept.
+    root = '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom">'
+    entry = "<entry><id>http://arxiv.org/abs/2401.0000{}</id><arxiv:doi>10.1/{}</arxiv:doi></entry>"
 
     def urlopen(url: str) -> bytes:
         urls.append(url)
-        return f"<feed>{entry.format(len(urls))}</feed>".encode()
+        return f"{root}{entry.format(len(urls), len(urls))}</feed>".encode()
 
     ids = [f"2401.{n:05d}" for n in range(150)]
     feed = fetch_arxiv(ids, urlopen=urlopen, pause=pauses.append)
     assert len(urls) == 2 and pauses == [3.0]
     assert urls[0].startswith("https://export.arxiv.org/api/query?id_list=2401.00000%2C2401.00001")
     assert urls[0].endswith("&max_results=100") and urls[1].endswith("&max_results=50")
-    assert feed.count("<entry>") == 2
+    assert [record["doi"] for record, _ in read_atom(feed, "answer")] == ["10.1/1", "10.1/2"]
 
     def offline(url: str) -> bytes:
         raise OSError("network unreachable")
