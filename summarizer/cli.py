@@ -294,8 +294,7 @@ def tag(
 ) -> None:
     """Tag many papers into OUTDIR; run the same command again to resume an interrupted run.
 
-    Exit codes: 0 all done, 1 error, 2 bad input or nothing readable, 3 stopped by a budget,
-    4 done but some papers failed, 130 interrupted.
+    Exit codes: 0 all done, 1 error, 2 bad input or none readable, 3 budget stop, 4 some papers failed, 130 interrupted.
     """
     from .batch import Shard, run_tag_sync
     from .progress import EXIT_INTERRUPTED, make_sink, render_summary

@@ -279,7 +279,11 @@ def pick_paper(
     except InputError:
         if p.suffix.lower() != ".txt" or not p.is_file():
             raise
-        return paper_from_text(read_text(p, ignore), display_path(p), options)
+        text = read_text(p, ignore)
+        # A list of ids or a broken feed is not one paper typed in: its first line is no title.
+        if arxiv_ids(text) is not None or looks_like_atom(text):
+            raise
+        return paper_from_text(text, display_path(p), options)
     if not papers:
         raise InputError("no papers found", path=display_path(p))
     if query is not None:

@@ -243,6 +243,11 @@ def test_bare_arxiv_ids_say_they_carry_no_abstract() -> None:
     )
 
 
+def test_one_paper_commands_refuse_ids_too_rather_than_read_a_comment_as_a_title() -> None:
+    with pytest.raises(InputError, match="ids alone carry no abstract"):
+        pick_paper(path=FORMATS / "arxiv-ids.txt")
+
+
 def test_fetch_reads_ids_through_a_recorded_api_answer(tmp_path: Path) -> None:
     asked: list[Sequence[str]] = []
     recorded = (FORMATS / "arxiv-api.xml").read_text(encoding="utf-8")
