@@ -28,6 +28,7 @@ def _same(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _KNOWN_FIELDS = ("title", "abstract", "authors", "date", "author_count")
+_IDENTITY_FIELDS = ("id", "url", "doi")  # kept in metadata under these lowercase names
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _JSON_BLANK = re.compile(r"[ \t\n\r]*")
 JSON_ERRORS = (ValueError, RecursionError)  # ValueError covers JSONDecodeError and 4300+ digit numbers
@@ -72,7 +73,9 @@ def paper_from_record(record: dict[str, Any], source: str, line: int | None) -> 
         if lowered in _KNOWN_FIELDS and lowered not in fields:
             fields[lowered] = value
         elif value is not None and value != "":  # an empty cell carries no information
-            metadata[name] = clean(_as_str(value))
+            # One spelling for the input's identity ("DOI", "Url", "ID"), so later stages find it.
+            key = lowered if lowered in _IDENTITY_FIELDS and lowered not in metadata else name
+            metadata.setdefault(key, clean(_as_str(value)))
     missing: list[str] = []
     problems: list[str] = []
     for f in ("title", "abstract"):

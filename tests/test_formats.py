@@ -325,6 +325,13 @@ def test_a_field_map_reads_nested_json_and_csv_columns(tmp_path: Path) -> None:
         read_papers(sheet, options=ReadOptions(field_map={"abstract": "Text", "title": "Name"}))
 
 
+def test_identity_columns_get_one_spelling_whatever_the_export_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "library.csv"
+    path.write_text("ID,Title,Abstract,DOI,URL\nK1,T,An abstract.,10.1/x,https://e.org/1\n", encoding="utf-8")
+    (paper,) = read_papers(path)
+    assert paper.metadata == {"id": "K1", "doi": "10.1/x", "url": "https://e.org/1"}
+
+
 def test_a_field_map_wins_over_a_recognised_shape() -> None:
     options = ReadOptions(field_map=parse_field_map(["title=paper.id"]))
     papers = read_papers(FORMATS / "hf-daily-papers.json", options=options)
