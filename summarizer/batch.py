@@ -60,7 +60,7 @@ from .progress import (
 )
 from .schemas import Failure, Paper, Result, Usage
 from .settings import Settings
-from .sources import read_inputs
+from .sources import ReadOptions, read_inputs
 
 _P = ParamSpec("_P")
 _CHUNK = 512  # cache hits served per step: large enough to amortise a write, small enough to keep the loop live
@@ -428,11 +428,12 @@ async def run_tag(
     export: bool = True,
     backend: Backend | None = None,
     sink: Sink | None = None,
+    read: ReadOptions | None = None,
 ) -> RunSummary:
     """Tag every paper in `inputs` into `outdir`, resuming whatever a previous run left there.
 
-    Raises `InputError` for an unreadable input file, `OutputError` when `outdir` is locked by
-    another run or cannot be written, `ConfigError` for unusable settings. A budget stop is
+    Raises `InputError` for an unreadable input file or inputs with no paper in them, `OutputError`
+    when `outdir` is locked by another run or cannot be written, `ConfigError` for unusable settings. A budget stop is
     not an error: it returns with `status == "budget_exhausted"`.
     """
     settings = settings or Settings()
@@ -441,10 +442,14 @@ async def run_tag(
     directory = Path(outdir)
     clock = time.monotonic()
     problems: list[InputError] = []
-    papers = read_inputs(inputs, on_error=problems.append)
+    papers = read_inputs(inputs, on_error=problems.append, options=read)
     for problem in problems:
         repaired = isinstance(problem, InputWarning)
         emit(InputProblem(str(problem.path) if problem.path else None, problem.line, problem.reason, repaired))
+    if not papers:  # nothing to tag is bad input, not a completed run: exit 2 tells a script so
+        rejected = sum(not isinstance(p, InputWarning) for p in problems)
+        what = f"all {rejected} record(s) in the input were rejected (listed above)" if rejected else "no papers"
+        raise InputError(f"nothing readable: {what}; nothing was run")
     if shard is not None:
         papers = [p for p in papers if shard.owns(p.id)]
     summary = RunSummary(outdir=str(directory), status="running", papers=len(papers))

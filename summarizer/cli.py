@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.markup import escape
 
 from .errors import InputError, SummarizerError
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .formats import ReadOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -52,6 +55,25 @@ DecisionsOpt = Annotated[
 ]
 
 
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="FIELD=PATH: read FIELD (title, abstract, authors, date, id, url, doi) from PATH, a dotted path into "
+        "JSON records (paper.title) or a CSV column name; repeat for several.",
+    ),
+]
+FetchOpt = Annotated[
+    bool, typer.Option("--fetch", help="Look up files of bare arXiv ids on the arXiv API (needs the network).")
+]
+
+
+def _read_options(field_map: list[str] | None, fetch: bool) -> ReadOptions:
+    from .formats import ReadOptions, fetch_arxiv, parse_field_map
+
+    return ReadOptions(field_map=parse_field_map(field_map or []), fetch=fetch_arxiv if fetch else None)
+
+
 def _settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         k: v.value if isinstance(v, StrEnum) else v for k, v in overrides.items() if v is not None
@@ -68,11 +90,13 @@ def _fail(exc: SummarizerError) -> typer.Exit:
 
 @app.command()
 def summarize(
-    input: Annotated[Path | None, typer.Argument(help="A paper file (txt, jsonl, csv); '-' reads stdin.")] = None,
+    input: Annotated[Path | None, typer.Argument(help="A paper file (any input format); '-' reads stdin.")] = None,
     paper: Annotated[str | None, typer.Option("--paper", "-p", help="Id, title or #N of a paper in INPUT.")] = None,
     title: Annotated[str | None, typer.Option("--title")] = None,
     abstract: Annotated[str | None, typer.Option("--abstract")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record with provenance as JSON.")] = False,
+    field_map: MapOpt = None,
+    fetch: FetchOpt = False,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -92,7 +116,10 @@ def summarize(
             if (input is not None and str(input) == "-") or (input is None and title is None and not sys.stdin.isatty())
             else None
         )
-        chosen = pick_paper(path=input, query=paper, title=title, abstract=abstract, stdin_text=stdin_text)
+        options = _read_options(field_map, fetch)
+        chosen = pick_paper(
+            path=input, query=paper, title=title, abstract=abstract, stdin_text=stdin_text, options=options
+        )
         settings = _settings(
             backend=backend,
             model=model,
@@ -250,7 +277,9 @@ class LogFormat(StrEnum):
 
 @app.command()
 def tag(
-    inputs: Annotated[list[Path], typer.Argument(help="Paper files in any mix of formats (txt dumps, jsonl, csv).")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Paper files in any mix of formats (see README: Inputs), e.g. jsonl, csv, bib.")
+    ],
     outdir: Annotated[
         Path, typer.Option("--out", "-o", help="Run directory (records.jsonl, failures.jsonl, manifest, exports).")
     ],
@@ -264,6 +293,8 @@ def tag(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="rich, or jsonl on stdout.")] = LogFormat.rich,
     no_export: Annotated[bool, typer.Option("--no-export", help="Skip records.csv/.parquet and digest.md.")] = False,
+    field_map: MapOpt = None,
+    fetch: FetchOpt = False,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -274,7 +305,7 @@ def tag(
 ) -> None:
     """Tag many papers into OUTDIR; run the same command again to resume an interrupted run.
 
-    Exit codes: 0 all done, 1 error, 2 bad input, 3 stopped by a budget, 4 done but some papers failed, 130 interrupted.
+    Exit codes: 0 all done, 1 error, 2 bad input or none readable, 3 budget stop, 4 some papers failed, 130 interrupted.
     """
     from .batch import Shard, run_tag_sync
     from .progress import EXIT_INTERRUPTED, make_sink, render_summary
@@ -287,11 +318,12 @@ def tag(
             max_cost_usd=max_cost, max_total_tokens=max_tokens, decisions=decisions,
         )  # fmt: skip
         chosen = Shard.parse(shard) if shard else None
+        read = _read_options(field_map, fetch)
         # A dry run has no progress to show: only its input errors, then the plan.
         display: LogFormatName = "jsonl" if log_format is LogFormat.jsonl else "quiet" if dry_run else "rich"
         with make_sink(display, quiet=quiet) as sink:
             summary = run_tag_sync(
-                inputs, outdir, settings, shard=chosen, dry_run=dry_run, export=not no_export, sink=sink
+                inputs, outdir, settings, shard=chosen, dry_run=dry_run, export=not no_export, sink=sink, read=read
             )
     except KeyboardInterrupt:
         err.print(

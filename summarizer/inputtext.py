@@ -75,6 +75,12 @@ _MAGIC = (
 _SNIFF_BYTES = 8192
 _BINARY_BYTES = bytes([*range(0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 
+# A lead byte and its continuation bytes: a character only UTF-8 spells this way.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_PLAUSIBLE_WINDOW = 1 << 20
+_LEGACY_PUNCTUATION = frozenset("\u00a0–—‘’‚“”„•…€£¥§©®°±²³´µ¶·¹º»«¼½¾×÷™†‡‰、。「」『』（）：，！？")
+
 _JATS_TAG = re.compile(r"</?(?:jats|mml):[A-Za-z][\w.-]*(?:\s[^<>]*)?/?>")
 _JATS_HEADING = re.compile(r"<jats:title>\s*abstract\s*</jats:title>", re.IGNORECASE)
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -136,7 +142,8 @@ def read_text(path: Path, warn: ErrorHandler) -> str:
 
 
 def decode(data: bytes, path: Path | str, warn: ErrorHandler) -> str:
-    """Decode an input file: UTF-8 (or UTF-16/32 with a byte-order mark), never failing on a bad byte.
+    """Decode an input file: UTF-8 (or UTF-16/32 with a byte-order mark, or a legacy encoding that
+    detection is sure of, with a warning naming it), never failing on a bad byte.
 
     A stray bad byte costs one character and a warning naming its line and byte offset, not
     the file: a run of ten thousand papers should not stop for one mis-encoded name.
@@ -160,7 +167,7 @@ def decode(data: bytes, path: Path | str, warn: ErrorHandler) -> str:
                 "if it is UTF-16 text without a byte-order mark, save it as UTF-8",
                 path=path,
             )
-        text = _decode_replacing(data, "utf-8", path, warn)
+        text = _decode_legacy(data, path, warn) or _decode_replacing(data, "utf-8", path, warn)
     if "\x00" in text:
         count, first = text.count("\x00"), text.index("\x00")
         line = text.count("\n", 0, first) + text.count("\r", 0, first) - text.count("\r\n", 0, first) + 1
@@ -170,6 +177,70 @@ def decode(data: bytes, path: Path | str, warn: ErrorHandler) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
+
+
+def _decode_legacy(data: bytes, path: Path | str, warn: ErrorHandler) -> str | None:
+    """A file in a legacy encoding (an Excel "CSV (Comma delimited)" file is cp1252), when the guess is sound.
+
+    None sends the file on to the repair path: it is UTF-8 (perhaps with a few bad bytes), or no
+    guess is safe. As many valid multi-byte UTF-8 characters as bad bytes mark a UTF-8 file with
+    damage (legacy text forms a valid sequence only by chance), and decoding all of it as cp1252
+    would turn every "é" into "Ã©".
+    """
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as exc:
+        first = exc.start
+    invalid = data.decode("utf-8", errors="replace").count("\ufffd") - data.decode("utf-8", "ignore").count("\ufffd")
+    if len(_UTF8_MULTIBYTE.findall(data)) >= invalid:
+        return None
+    from charset_normalizer import from_bytes  # imported here: most inputs are UTF-8 and never need it
+
+    # The detector ranks code pages by how chaotic the text looks, which for a short file or
+    # one with typographic dashes often puts an ISO 8859 page (dashes as control characters)
+    # or cp775 first; only guesses that read as words stay in the race.
+    # Judged on a window from the line of the first odd byte (a line start is a character start
+    # in every encoding), so a large file is not decoded a dozen times.
+    sample = data[data.rfind(b"\n", 0, first) + 1 : first + _PLAUSIBLE_WINDOW]
+    matches = [m for m in list(from_bytes(data))[:12] if _plausible(sample.decode(m.encoding, errors="ignore"))]
+    if not matches:
+        return None
+    best = matches[0]
+    # cp1252 is what Windows and Excel write in the West, so it wins a near-tie.
+    chosen = next((m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.2), best)
+    text = data.decode(chosen.encoding, errors="replace")
+    warn(
+        InputWarning(
+            f"not UTF-8: read as {chosen.encoding} (detected; the first non-UTF-8 byte, 0x{data[first]:02X}, "
+            f"at byte offset {first:,}); if names look wrong, save the file as UTF-8",
+            path=path,
+            line=_line_at(data, first),
+        )
+    )
+    return text
+
+
+def _plausible(text: str) -> bool:
+    """Whether the non-ASCII characters decoded read as words: letters (mostly inside words) or common punctuation.
+
+    A lone "ÿ" between spaces is more likely one corrupt byte than a Latin-1 letter, and is
+    left to the repair path, which names its offset; one-letter words ("и", "à") are real but few.
+    """
+    inside = alone = 0
+    for match in _NON_ASCII.finditer(text):
+        i, ch = match.start(), match.group()
+        if ch in _LEGACY_PUNCTUATION:
+            continue
+        if not ch.isalpha():
+            return False
+        before = text[i - 1] if i else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if before.isalpha() or after.isalpha():
+            inside += 1
+        else:
+            alone += 1
+    return alone < inside
 
 
 def _decode_replacing(data: bytes, codec: str, path: Path | str, warn: ErrorHandler) -> str:

@@ -127,6 +127,7 @@ class Paper(BaseModel):
     date: str | None = None
     source: str | None = None
     line: int | None = None
+    # Every other field the input had; its own identity, where it had one, as "id", "url", "doi".
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @classmethod

@@ -1,8 +1,10 @@
 """Input readers: turn the files a user points at into `Paper` records.
 
-Four shapes are read: JSON lines (or one JSON array or object), CSV, and two kinds of text
-dump copied from web pages (`dumps.py`). Bytes become text and text becomes checked titles
-and abstracts in `inputtext.py`, the same way for every format.
+Read: JSON lines (or one JSON array or object), CSV, two kinds of text dump copied from
+web pages (`dumps.py`), and the exports in `formats.py` (Zotero CSV, CSL-JSON, BibTeX, arXiv
+Atom and JSON, Hugging Face daily papers, OpenReview notes), each told by its extension and
+content. Bytes become text and text becomes checked titles and abstracts in `inputtext.py`,
+the same way for every format.
 
 Error contract: a problem with one record (a malformed JSON line, an empty title) goes
 to `on_error`, and reading continues, so one bad line does not cost a whole batch. A
@@ -22,14 +24,16 @@ from typing import Any
 
 from .dumps import looks_like_feed, looks_like_page, read_feed, read_page
 from .errors import InputError, InputWarning
+from .formats import ReadOptions, adapt_record, arxiv_ids, fetched_records, looks_like_atom, read_atom, read_bibtex
 from .inputtext import ErrorHandler, clean, display_path, ignore, lines, make_paper, read_text
 from .schemas import Paper, normalise_title, normalise_ws
-from .structured import JSON_ERRORS, json_problem, loads, paper_from_record, read_csv, read_json
+from .structured import JSON_ERRORS, json_problem, loads, paper_from_record, papers_from_records, read_csv, read_json
 
 __all__ = [
     "SUPPORTED_FORMATS",
     "ErrorHandler",
     "InputWarning",
+    "ReadOptions",
     "find_paper",
     "paper_from_text",
     "pick_paper",
@@ -37,7 +41,7 @@ __all__ = [
     "read_papers",
 ]
 
-SUPPORTED_FORMATS = (".jsonl", ".json", ".csv", ".txt")
+SUPPORTED_FORMATS = (".jsonl", ".json", ".csv", ".txt", ".bib", ".xml", ".atom")
 _AS_CSV = "save it as CSV (UTF-8) with title and abstract columns"
 _FORMAT_HINTS = {
     ".xlsx": _AS_CSV,
@@ -57,8 +61,16 @@ def _raise(error: InputError) -> None:
 # Public API
 
 
-def read_papers(path: Path | str, *, on_error: ErrorHandler | None = None) -> list[Paper]:
-    """Read one file; the format comes from the extension (and, for .txt, the content)."""
+def read_papers(
+    path: Path | str, *, on_error: ErrorHandler | None = None, options: ReadOptions | None = None
+) -> list[Paper]:
+    """Read one file; the format comes from the extension and the content."""
+    options = options or ReadOptions()
+    field_map = options.field_map
+
+    def adapt(record: dict[str, Any]) -> dict[str, Any]:
+        return adapt_record(record, field_map)
+
     warn = on_error or ignore
     reported = 0
 
@@ -81,9 +93,24 @@ def read_papers(path: Path | str, *, on_error: ErrorHandler | None = None) -> li
         warn(InputWarning("the file is empty; no papers read", path=source))
         return []
     if suffix == ".csv":
-        papers = read_csv(text, source, report)
+        papers = read_csv(text, source, report, field_map)
     elif suffix in (".jsonl", ".json"):
-        papers = read_json(text, source, report, warn)
+        papers = read_json(text, source, report, warn, adapt)
+    elif suffix == ".bib":
+        records = [(record, line, "") for record, line in read_bibtex(text, source, report)]
+        papers = papers_from_records(records, source, report, warn, adapt)
+    elif suffix in (".xml", ".atom") or looks_like_atom(text):
+        records = [(record, line, "") for record, line in read_atom(text, source)]
+        papers = papers_from_records(records, source, report, warn, adapt)
+    elif (ids := arxiv_ids(text)) is not None:
+        if options.fetch is None:
+            raise InputError(
+                f"a list of {len(ids)} arXiv id(s): ids alone carry no abstract; pass --fetch to look them up "
+                "on the arXiv API (needs the network)",
+                path=source,
+            )
+        fetched = [(record, line, "") for record, line in fetched_records(ids, options.fetch, source, report)]
+        papers = papers_from_records(fetched, source, report, warn, adapt)
     else:
         text_lines = lines(text)
         if looks_like_feed(text_lines):
@@ -101,7 +128,9 @@ def read_papers(path: Path | str, *, on_error: ErrorHandler | None = None) -> li
     return papers
 
 
-def read_inputs(paths: Iterable[Path | str], *, on_error: ErrorHandler | None = None) -> list[Paper]:
+def read_inputs(
+    paths: Iterable[Path | str], *, on_error: ErrorHandler | None = None, options: ReadOptions | None = None
+) -> list[Paper]:
     """Read several files and merge duplicates (same id, i.e. same normalised title), in first-seen order.
 
     The first occurrence wins, except that a longer abstract extending it replaces a shortened
@@ -111,7 +140,7 @@ def read_inputs(paths: Iterable[Path | str], *, on_error: ErrorHandler | None = 
     merged: dict[str, Paper] = {}
     by_input_id: dict[str, Paper] = {}
     for path in paths:
-        for paper in read_papers(path, on_error=on_error):
+        for paper in read_papers(path, on_error=on_error, options=options):
             first = merged.get(paper.id)
             if first is None:
                 merged[paper.id] = paper
@@ -207,8 +236,8 @@ def _merge(first: Paper, later: Paper) -> Paper:
 # One paper (the per-paper command)
 
 
-def paper_from_text(text: str, source: str) -> Paper:
-    """A single paper typed or piped in: a JSON object, or a title line followed by the abstract."""
+def paper_from_text(text: str, source: str, options: ReadOptions | None = None) -> Paper:
+    """A single paper typed or piped in: a JSON object (any shape `formats.py` knows), or title line then abstract."""
     text = clean(text)
     if text.startswith("{"):
         try:
@@ -219,7 +248,7 @@ def paper_from_text(text: str, source: str) -> Paper:
             raise InputError(message, path=source, line=line) from None
         if not isinstance(record, dict):
             raise InputError("expected a JSON object with 'title' and 'abstract'", path=source)
-        return paper_from_record(record, source, 1)
+        return paper_from_record(adapt_record(record, (options or ReadOptions()).field_map), source, 1)
     head, _, rest = text.partition("\n")
     if not head.strip() or not rest.strip():
         raise InputError("expected a title on the first line and the abstract below it", path=source)
@@ -233,6 +262,7 @@ def pick_paper(
     title: str | None = None,
     abstract: str | None = None,
     stdin_text: str | None = None,
+    options: ReadOptions | None = None,
 ) -> Paper:
     """Resolve the one paper a per-paper command is about, from whichever input was given."""
     if title is not None or abstract is not None:
@@ -240,16 +270,20 @@ def pick_paper(
             raise InputError("--title and --abstract must be given together, and neither may be empty")
         return make_paper(clean(title), normalise_ws(clean(abstract)), source="<command line>", line=None)
     if stdin_text is not None:
-        return paper_from_text(stdin_text, "<stdin>")
+        return paper_from_text(stdin_text, "<stdin>", options)
     if path is None:
         raise InputError("no paper given: pass a file, --title and --abstract, or pipe one on stdin")
     p = Path(path)
     try:
-        papers = read_papers(p)
+        papers = read_papers(p, options=options)
     except InputError:
         if p.suffix.lower() != ".txt" or not p.is_file():
             raise
-        return paper_from_text(read_text(p, ignore), display_path(p))
+        text = read_text(p, ignore)
+        # A list of ids or a broken feed is not one paper typed in: its first line is no title.
+        if arxiv_ids(text) is not None or looks_like_atom(text):
+            raise
+        return paper_from_text(text, display_path(p), options)
     if not papers:
         raise InputError("no papers found", path=display_path(p))
     if query is not None:

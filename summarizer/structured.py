@@ -12,13 +12,23 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import InputError, InputWarning
+from .formats import unwrap
 from .inputtext import ErrorHandler, clean, has_surrogates, lines, make_paper
 from .schemas import Paper
 
+Adapt = Callable[[dict[str, Any]], dict[str, Any]]  # a record of a known shape (formats.py) made flat
+
+
+def _same(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
 _KNOWN_FIELDS = ("title", "abstract", "authors", "date", "author_count")
+_IDENTITY_FIELDS = ("id", "url", "doi")  # kept in metadata under these lowercase names
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _JSON_BLANK = re.compile(r"[ \t\n\r]*")
 JSON_ERRORS = (ValueError, RecursionError)  # ValueError covers JSONDecodeError and 4300+ digit numbers
@@ -63,7 +73,9 @@ def paper_from_record(record: dict[str, Any], source: str, line: int | None) -> 
         if lowered in _KNOWN_FIELDS and lowered not in fields:
             fields[lowered] = value
         elif value is not None and value != "":  # an empty cell carries no information
-            metadata[name] = clean(_as_str(value))
+            # One spelling for the input's identity ("DOI", "Url", "ID"), so later stages find it.
+            key = lowered if lowered in _IDENTITY_FIELDS and lowered not in metadata else name
+            metadata.setdefault(key, clean(_as_str(value)))
     missing: list[str] = []
     problems: list[str] = []
     for f in ("title", "abstract"):
@@ -136,18 +148,27 @@ class _LineOrder:
             handler(error)
 
 
-def read_json(text: str, source: str, report: ErrorHandler, warn: ErrorHandler) -> list[Paper]:
+def read_json(text: str, source: str, report: ErrorHandler, warn: ErrorHandler, adapt: Adapt = _same) -> list[Paper]:
     order = _LineOrder()
-    papers = _read_json(text, source, order.to(report), order.to(warn))
+    papers = _read_json(text, source, order.to(report), order.to(warn), adapt)
     order.release()
     return papers
 
 
-def _read_json(text: str, source: str, report: ErrorHandler, warn: ErrorHandler) -> list[Paper]:
+def _read_json(text: str, source: str, report: ErrorHandler, warn: ErrorHandler, adapt: Adapt) -> list[Paper]:
     if _is_array_document(text):
         records = _json_array(text, source, report)
     else:
         records = _json_lines(text, source, report)
+    if len(records) == 1 and (key := unwrap(records[0][0])) is not None:
+        records = _unwrapped(text, records[0], key, source)
+    return papers_from_records(records, source, report, warn, adapt)
+
+
+def papers_from_records(
+    records: list[tuple[Any, int, str]], source: str, report: ErrorHandler, warn: ErrorHandler, adapt: Adapt = _same
+) -> list[Paper]:
+    """Check each parsed record (after `adapt` has made a known shape flat) into a `Paper`; report the rest."""
     papers: list[Paper] = []
     for item, number, raw in records:
         if _SURROGATE_ESCAPE.search(raw) and has_surrogates(json.dumps(item, ensure_ascii=False)):
@@ -156,10 +177,21 @@ def _read_json(text: str, source: str, report: ErrorHandler, warn: ErrorHandler)
             report(InputError(f"expected a JSON object, got {_json_type(item)}", path=source, line=number))
             continue
         try:
-            papers.append(paper_from_record(item, source, number))
+            papers.append(paper_from_record(adapt(item), source, number))
         except InputError as exc:
             report(exc)
     return papers
+
+
+def _unwrapped(text: str, wrapper: tuple[Any, int, str], key: str, source: str) -> list[tuple[Any, int, str]]:
+    """The records inside an API's wrapper object, each with the line it starts on where that can be found."""
+    items: list[Any] = wrapper[0][key]
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*\[', text)
+    if match is not None:
+        found = _json_array(text, source, lambda error: None, start=match.end() - 1)
+        if [item for item, _, _ in found] == items:
+            return found
+    return [(item, wrapper[1], json.dumps(item)) for item in items]
 
 
 def _is_array_document(text: str) -> bool:
@@ -202,8 +234,8 @@ def _skip_blank(text: str, pos: int) -> int:
     return match.end() if match else pos
 
 
-def _json_array(text: str, source: str, report: ErrorHandler) -> list[tuple[Any, int, str]]:
-    """The elements of a file holding one JSON array, each with the line it starts on.
+def _json_array(text: str, source: str, report: ErrorHandler, start: int | None = None) -> list[tuple[Any, int, str]]:
+    """The elements of a file holding one JSON array (or of the array at `start`), each with its line.
 
     Decoded element by element, so a broken element costs the elements after it (there is no
     way to resynchronise inside an array) but not the ones before it, and every error and
@@ -212,6 +244,7 @@ def _json_array(text: str, source: str, report: ErrorHandler) -> list[tuple[Any,
     decoder = json.JSONDecoder(strict=False)
     records: list[tuple[Any, int, str]] = []
     line, counted = 1, 0
+    inner = start is not None  # an array inside a wrapper object: what follows it is the wrapper's
 
     def line_at(pos: int) -> int:
         nonlocal line, counted
@@ -219,7 +252,7 @@ def _json_array(text: str, source: str, report: ErrorHandler) -> list[tuple[Any,
         counted = pos
         return line
 
-    pos = _skip_blank(text, text.index("[") + 1)
+    pos = _skip_blank(text, (text.index("[") if start is None else start) + 1)
     if text.startswith("]", pos):
         pos += 1
     else:
@@ -241,7 +274,7 @@ def _json_array(text: str, source: str, report: ErrorHandler) -> list[tuple[Any,
             message = "invalid JSON: expected ',' or ']' after an array element; the rest is skipped"
             report(InputError(message, path=source, line=line_at(pos)))
             return records
-    if text[pos:].strip():
+    if text[pos:].strip() and not inner:
         report(InputError("invalid JSON: text after the array; ignored", path=source, line=line_at(pos)))
     return records
 
@@ -250,14 +283,55 @@ def _json_array(text: str, source: str, report: ErrorHandler) -> list[tuple[Any,
 # CSV
 
 
-def _delimiter(text: str) -> str:
+# Zotero's "Export Collection… > CSV" names its columns its own way, and writes authors as
+# "Family, Given; Family, Given". The first non-empty column of each tuple wins.
+_ZOTERO: dict[str, tuple[str, ...]] = {
+    "title": ("Title",),
+    "abstract": ("Abstract Note",),
+    "authors": ("Author",),
+    "date": ("Date", "Publication Year"),
+    "doi": ("DOI",),
+    "url": ("Url",),
+    "id": ("Key",),
+}
+
+
+def _delimiter(text: str, wanted: set[str]) -> str:
     # European spreadsheets write ";", and tab-separated files are often named .csv.
     header = next((line for line in lines(text) if line.strip()), "")
-    for delimiter in (",", ";", "\t"):
-        names = {clean(cell).strip('"').casefold() for cell in header.split(delimiter)}
-        if {"title", "abstract"} <= names:
-            return delimiter
-    return ","
+    found = {d: len({clean(cell).strip('"').casefold() for cell in header.split(d)} & wanted) for d in (",", ";", "\t")}
+    return max(found, key=lambda d: found[d]) if any(found.values()) else ","
+
+
+def _columns(names: list[str], field_map: Mapping[str, str]) -> tuple[dict[str, list[int]], bool]:
+    """Which columns fill which field under a map or Zotero's names ({} under neither), and whether it is Zotero."""
+    folded = [n.casefold() for n in names]
+    zotero = "abstract note" in folded and "abstract" not in folded
+    if not field_map and not zotero:
+        return {}, False
+    columns: dict[str, list[int]] = {}
+    for target in ("title", "abstract", "authors", "date", "doi", "url", "id"):
+        wanted = [field_map[target]] if target in field_map else []
+        wanted += list(_ZOTERO[target]) if zotero else [target]
+        found = [folded.index(w.casefold()) for w in wanted if w.casefold() in folded]
+        if found:
+            columns[target] = list(dict.fromkeys(found))
+    return columns, zotero
+
+
+def _zotero_name(name: str) -> str:
+    family, comma, given = name.partition(",")
+    return f"{given.strip()} {family.strip()}" if comma and given.strip() else name.strip()
+
+
+def _mapped_row(names: list[str], row: list[str], columns: dict[str, list[int]], zotero: bool) -> dict[str, str]:
+    record = {target: next((row[i] for i in found if row[i].strip()), "") for target, found in columns.items()}
+    if zotero and record.get("authors"):
+        record["authors"] = "; ".join(_zotero_name(n) for n in record["authors"].split(";"))
+    used = {i for found in columns.values() for i in found}
+    # Empty cells are dropped here: Zotero writes some 80 columns, most of them empty.
+    record.update({names[i]: cell for i, cell in enumerate(row) if i not in used and cell.strip()})
+    return record
 
 
 def _unclosed(text: str, delimiter: str) -> bool:
@@ -308,19 +382,20 @@ def _csv_rows(text: str, delimiter: str, source: str, report: ErrorHandler) -> l
     return out
 
 
-def read_csv(text: str, source: str, report: ErrorHandler) -> list[Paper]:
+def read_csv(text: str, source: str, report: ErrorHandler, field_map: Mapping[str, str] | None = None) -> list[Paper]:
     order = _LineOrder()
-    papers = _read_csv(text, source, order.to(report))
+    papers = _read_csv(text, source, order.to(report), field_map or {})
     order.release()
     return papers
 
 
-def _read_csv(text: str, source: str, report: ErrorHandler) -> list[Paper]:
+def _read_csv(text: str, source: str, report: ErrorHandler, field_map: Mapping[str, str]) -> list[Paper]:
     limit = csv.field_size_limit()
     # No field is longer than the file; the default limit (128 KiB) made one long abstract cost the whole file.
     csv.field_size_limit(max(limit, len(text) + 1))
     try:
-        rows = _csv_rows(text, _delimiter(text), source, report)
+        wanted = {"title", "abstract", "abstract note"} | {v.casefold() for v in field_map.values()}
+        rows = _csv_rows(text, _delimiter(text, wanted), source, report)
     finally:
         csv.field_size_limit(limit)
     rows = [(number, row) for number, row in rows if any(cell.strip() for cell in row)]
@@ -329,15 +404,20 @@ def _read_csv(text: str, source: str, report: ErrorHandler) -> list[Paper]:
     header_line, header = rows[0]
     names = [clean(h) for h in header]
     folded = [n.casefold() for n in names]
-    missing = [c for c in ("title", "abstract") if c not in folded]
+    columns, zotero = _columns(names, field_map)
+    missing = [c for c in ("title", "abstract") if c not in (columns if columns else folded)]
     if missing:
         shown = ", ".join(repr(n) for n in names[:8])
+        mapped = [f"{c}={field_map[c]!r}" for c in missing if c in field_map]
+        hint = (
+            f"; --map {', --map '.join(mapped)}: no such column" if mapped else "; or name them: --map abstract=Summary"
+        )
         raise InputError(
-            f"CSV header lacks required column(s): {', '.join(missing)} (its columns: {shown})",
+            f"CSV header lacks required column(s): {', '.join(missing)} (its columns: {shown}){hint}",
             path=source,
             line=header_line,
         )
-    doubled = [c for c in ("title", "abstract") if folded.count(c) > 1]
+    doubled = [c for c in ("title", "abstract") if folded.count(c) > 1 and not columns]
     if doubled:
         raise InputError(
             f"CSV header has more than one {' and '.join(doubled)} column; keep one", path=source, line=header_line
@@ -355,7 +435,8 @@ def _read_csv(text: str, source: str, report: ErrorHandler) -> list[Paper]:
             short = f"row has {len(row)} of the header's {len(names)} fields: "
             row = row + [""] * (len(names) - len(row))
         try:
-            papers.append(paper_from_record(dict(zip(names, row, strict=True)), source, start))
+            record = _mapped_row(names, row, columns, zotero) if columns else dict(zip(names, row, strict=True))
+            papers.append(paper_from_record(record, source, start))
         except InputError as exc:
             report(InputError(short + exc.reason, path=source, line=start) if short else exc)
     return papers

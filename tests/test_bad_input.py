@@ -325,12 +325,15 @@ def test_crossref_jats_abstracts_become_plain_text(tmp_path: Path) -> None:
 
 
 def test_invalid_utf8_is_replaced_with_a_warning_naming_line_and_offset(tmp_path: Path) -> None:
-    path = tmp_path / "latin1.jsonl"
-    first = json.dumps({"title": "Fine", "abstract": ABSTRACT}).encode() + b"\n"
-    second = b'{"title": "Caf\xe9 models", "abstract": "A na\xefve abstract about models."}\n'
-    path.write_bytes(first + second)
+    # UTF-8 (its "é" and "ï" are valid) with two stray Latin-1 bytes: damage, not another encoding.
+    path = tmp_path / "damaged.jsonl"
+    first = json.dumps({"title": "Fine", "abstract": ABSTRACT}, ensure_ascii=False).encode() + b"\n"
+    second = '{"title": "Café models", "abstract": "A naïve abstract about models."}\n'.encode()
+    second = second.replace("é".encode(), b"\xe9", 1).replace("ï".encode(), b"\xef", 1)
+    third = '{"title": "Résumé models", "abstract": "A naïve abstract about Zoë."}\n'.encode()
+    path.write_bytes(first + second + third)
     papers, problems = read_all(path)
-    assert [p.title for p in papers] == ["Fine", "Caf\ufffd models"]
+    assert [p.title for p in papers] == ["Fine", "Caf\ufffd models", "Résumé models"]
     (warning,) = problems
     assert isinstance(warning, InputWarning) and warning.line == 2
     offset = len(first) + second.index(b"\xe9")
@@ -338,7 +341,39 @@ def test_invalid_utf8_is_replaced_with_a_warning_naming_line_and_offset(tmp_path
         f"{path}:2: invalid UTF-8: 2 bad byte sequence(s) replaced with U+FFFD (the first, 0xE9, at byte offset "
         f"{offset}); if the file is in another encoding, save it as UTF-8"
     )
-    assert len(read_papers(path)) == 2  # without a callback a repair is not an error
+    assert len(read_papers(path)) == 3  # without a callback a repair is not an error
+
+
+def test_an_excel_cp1252_csv_is_detected_and_the_warning_names_the_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    text = 'Title,Abstract\r\n"Café Alignment","We align naïve models – “carefully” – for Zoë."\r\n'
+    path.write_bytes(text.encode("cp1252"))
+    (paper,), problems = read_all(path)
+    assert (paper.title, paper.abstract) == ("Café Alignment", "We align naïve models – “carefully” – for Zoë.")
+    (warning,) = problems
+    offset = text.encode("cp1252").index(b"\xe9")
+    assert isinstance(warning, InputWarning) and warning.line == 2
+    assert warning.reason == (
+        f"not UTF-8: read as cp1252 (detected; the first non-UTF-8 byte, 0xE9, at byte offset {offset}); "
+        "if names look wrong, save the file as UTF-8"
+    )
+
+
+def test_a_cyrillic_cp1251_file_is_detected_too(tmp_path: Path) -> None:
+    path = tmp_path / "ru.csv"
+    path.write_bytes("title,abstract\nМодели,Мы изучаем большие языковые модели и их выравнивание.\n".encode("cp1251"))
+    (paper,), problems = read_all(path)
+    assert paper.title == "Модели" and paper.abstract.startswith("Мы изучаем")
+    assert [w.reason.split(" (")[0] for w in problems] == ["not UTF-8: read as cp1251"]
+
+
+def test_a_lone_undecodable_byte_is_not_guessed_at(tmp_path: Path) -> None:
+    # "ÿ" standing alone is more likely one corrupt byte than Latin-1: repaired and located instead.
+    path = tmp_path / "stray.jsonl"
+    path.write_bytes(b'{"title": "Good \xff byte", "abstract": "An abstract."}\n')
+    (paper,), (warning,) = read_all(path)
+    assert paper.title == "Good \ufffd byte"
+    assert warning.reason.startswith("invalid UTF-8: 1 bad byte sequence(s) replaced with U+FFFD (the first, 0xFF")
 
 
 def test_nul_bytes_control_characters_and_stray_boms(tmp_path: Path) -> None:
@@ -571,10 +606,11 @@ async def test_a_run_dedupes_and_reports_conflicts(tmp_path: Path) -> None:
     assert "the first is kept" in summary.input_errors[0]["reason"]
 
 
+_SUPPORTED = "supported: .jsonl, .json, .csv, .txt, .bib, .xml, .atom"
 UNKNOWN = {
-    "paper.pdf": "unsupported input format '.pdf'; supported: .jsonl, .json, .csv, .txt; this reads lists of papers",
-    "sheet.xlsx": "unsupported input format '.xlsx'; supported: .jsonl, .json, .csv, .txt; save it as CSV (UTF-8)",
-    "notes.docx": "unsupported input format '.docx'; supported: .jsonl, .json, .csv, .txt",
+    "paper.pdf": f"unsupported input format '.pdf'; {_SUPPORTED}; this reads lists of papers",
+    "sheet.xlsx": f"unsupported input format '.xlsx'; {_SUPPORTED}; save it as CSV (UTF-8)",
+    "notes.docx": f"unsupported input format '.docx'; {_SUPPORTED}",
     "README": "unsupported input format '(no extension)'",
     "folder.jsonl": "is a directory, expected a file",
     "missing.csv": "file not found",
