@@ -356,11 +356,25 @@ def to_csv(results: Iterable[Result]) -> str:
     return buffer.getvalue()
 
 
+# C0 and C1 controls, DEL and the Unicode line and paragraph separators. csv quotes a field
+# holding \n but not a lone \r, and spreadsheets (and `splitlines`) start a new row at either:
+# text after one would begin a cell of its own, where a formula runs.
+_CELL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def cell_text(value: str) -> str:
+    """`value` as one inert spreadsheet cell: no control characters, never read as a formula."""
+    text = _CELL_CONTROLS.sub(" ", value)
+    # Spreadsheets skip leading blanks when they look for a formula, so test the first
+    # visible character, not the first one.
+    if text.lstrip()[:1] in _FORMULA_START:
+        return "'" + text
+    return text
+
+
 def _inert(value: Any) -> Any:
-    # Spreadsheets run a cell that starts with = + - @ as a formula; a paper title can.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
+    return cell_text(value) if isinstance(value, str) else value
 
 
 def to_parquet(results: Sequence[Result]) -> bytes:
