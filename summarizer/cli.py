@@ -34,6 +34,9 @@ BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compa
 ModelPathOpt = Annotated[Path | None, typer.Option("--model-path", help="A GGUF file for the embedded backend.")]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache directory (default ./cache).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Replace an existing --output that is not a report (never a run's files).")
+]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -262,12 +265,13 @@ def report_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="HTML file to write (default OUTDIR/report.html).")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write one self-contained HTML report of a run: charts, filters, claims with their evidence."""
     from .report import write_run_report
 
     try:
-        written = write_run_report(outdir, output)
+        written = write_run_report(outdir, output, force=force)
     except SummarizerError as exc:
         raise _fail(exc) from None
     for note in written.notes:
@@ -286,12 +290,13 @@ def eval_report_command(
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="A baseline run (e.g. evals/baseline.json) to compare with.")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Render an evaluation's report.json as an HTML dashboard (intervals, confusion heat map, changes)."""
     from .report import write_eval_report
 
     try:
-        written = write_eval_report(report, output, baseline=baseline)
+        written = write_eval_report(report, output, baseline=baseline, force=force)
     except SummarizerError as exc:
         raise _fail(exc) from None
     out.print(f"wrote {written}", highlight=False)
