@@ -28,7 +28,7 @@ from typing import Any, ParamSpec
 from aiolimiter import AsyncLimiter
 
 from .cache import RunCache, canonical_json
-from .errors import ConfigError, InputError, InputWarning, OutputError, SummarizerError
+from .errors import ConfigError, InputError, InputWarning, OutputError, ServiceError, SummarizerError
 from .export import (
     MANIFEST,
     RECORDS,
@@ -530,6 +530,13 @@ async def run_tag(
                     f"{exc.message}; the records written so far are intact: fix that and run the same command "
                     "again to resume",
                     path=exc.path,
+                ) from exc
+            except ServiceError as exc:  # a bad key or a dead server: every further paper would fail alike
+                summary.stop_reason = f"{type(exc).__name__}: {exc}"
+                raise ServiceError(
+                    f"{exc.message}; the run stopped, the records written so far are intact: fix that and run "
+                    "the same command again to resume",
+                    status=exc.status,
                 ) from exc
             except Exception as exc:
                 summary.stop_reason = f"{type(exc).__name__}: {exc}"

@@ -7,14 +7,22 @@ CLI (typer's runner), `run_tag` against `ScriptedServer` on loopback, the export
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from summarizer.batch import run_tag
 from summarizer.cli import app
+from summarizer.errors import ServiceError
 from summarizer.export import FAILURES, MANIFEST, RECORDS
+from summarizer.faultrun import audit_run, count_lines, make_inputs, run_env, tag_command
+from summarizer.settings import PROJECT_ROOT, Settings
+from summarizer.testserver import ScriptedServer
 
 
 def one_line(output: str) -> str:
@@ -90,3 +98,79 @@ def test_eval_report_never_replaces_its_source(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval-report", str(source), "-o", str(source), "--force"])
     assert result.exit_code == 1 and "refusing" in one_line(result.output)
     assert source.read_text(encoding="utf-8") == "{}"
+
+
+# --------------------------------------------------------------------------------------
+# Item 4: a wrong key or a dead server failed paper by paper (200 failures, exit 4; 31 s each)
+
+
+def settings_for(base_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "backend": "openai", "base_url": base_url, "model": "scripted", "cache_dir": tmp_path / "cache",
+        "timeout_s": 3.0, "max_retries": 2, "retry_max_wait_s": 0.02, "max_reasks": 1, "concurrency": 1,
+        **overrides,
+    }  # fmt: skip
+    return Settings(**values)
+
+
+def manifest_of(outdir: Path) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
+    return value
+
+
+@pytest.mark.parametrize("code", [401, 403, 404])
+async def test_a_refused_key_stops_the_run_at_once_and_the_same_command_resumes(tmp_path: Path, code: int) -> None:
+    papers = make_inputs(tmp_path / "papers.jsonl", 20)
+    out = tmp_path / "out"
+    with ScriptedServer(script=[("ok",)] * 5 + [("status", code)] * 50) as server:
+        s = settings_for(server.base_url, tmp_path)
+        with pytest.raises(ServiceError) as stopped:
+            await run_tag(tmp_path / "papers.jsonl", out, s, export=False)
+        sent = len(server.requests)
+    assert sent == 6  # five answers, one refusal, and not one request more
+    assert f"HTTP {code}" in stopped.value.message and "run the same command again" in stopped.value.message
+    assert count_lines(out / RECORDS) == 5 and count_lines(out / FAILURES) == 0  # no paper blamed for it
+    meta = manifest_of(out)
+    assert meta["status"] == "error" and f"HTTP {code}" in meta["stop_reason"]
+    with ScriptedServer() as server:
+        summary = await run_tag(tmp_path / "papers.jsonl", out, settings_for(server.base_url, tmp_path))
+    assert (summary.status, summary.skipped, summary.done, summary.failed) == ("completed", 5, 15, 0)
+    audit = audit_run(out, papers)
+    assert audit.clean and audit.records == 20, audit.problems()
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+async def test_a_dead_server_stops_the_run_within_seconds(tmp_path: Path, concurrency: int) -> None:
+    make_inputs(tmp_path / "papers.jsonl", 200)
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+    # The default retry schedule (1 s doubling to 60 s, 6 attempts): 31 s per paper before.
+    s = settings_for(base_url, tmp_path, max_retries=5, retry_max_wait_s=60.0, concurrency=concurrency)
+    started = time.monotonic()
+    with pytest.raises(ServiceError) as stopped:
+        await run_tag(tmp_path / "papers.jsonl", tmp_path / "out", s, export=False)
+    elapsed = time.monotonic() - started
+    assert "cannot reach the server" in stopped.value.message and base_url in stopped.value.message
+    assert elapsed < 15.0, elapsed
+    assert count_lines(tmp_path / "out" / FAILURES) == 0
+    assert manifest_of(tmp_path / "out")["status"] == "error"
+
+
+def test_the_cli_says_why_in_one_line_and_exits_1(tmp_path: Path) -> None:
+    make_inputs(tmp_path / "papers.jsonl", 30)
+    with ScriptedServer(script=[("status", 401)] * 50) as server:
+        command = tag_command(tmp_path / "papers.jsonl", tmp_path / "out", server.base_url, tmp_path / "cache")
+        env = run_env(timeout_s=3.0, max_retries=2, retry_max_wait_s=0.02, api_key="sk-SENTINEL-x9")
+        proc = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        sent = len(server.requests)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert sent <= 8  # the requests in flight when the first refusal came back (default concurrency)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.rstrip("\n").endswith(errors[0])
+    assert "rejected the API key (HTTP 401)" in errors[0] and "sk-SENTINEL" not in proc.stderr + proc.stdout
