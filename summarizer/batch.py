@@ -380,6 +380,8 @@ def _settings_record(extractor: Extractor, concurrency: int, price: Price | None
         "sampling": s.sampling(),
         "concurrency": concurrency,
         **{name: getattr(s, name) for name in _OPERATIONAL},
+        "request_timeout_s": s.request_timeout_s,  # the values in force, the backend's defaults included
+        "paper_deadline_s": s.resolved_paper_deadline_s,
         "cache_dir": str(s.cache_dir),
         "price_per_million": None if price is None else {"input": price.input_per_m, "output": price.output_per_m},
     }

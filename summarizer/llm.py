@@ -272,7 +272,7 @@ class OpenAIBackend:
         self._client = openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self._base_url,
-            timeout=self._settings.timeout_s,
+            timeout=self._settings.request_timeout_s,
             max_retries=0,
         )
         mode = {
@@ -388,14 +388,23 @@ class OpenAIBackend:
         system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
         call = _Call(schema=_schema_of(response_model), system=system)
         token = _CURRENT_CALL.set(call)
+        deadline = self._settings.resolved_paper_deadline_s
         try:
-            value = await self._create(
-                response_model=response_model,
-                messages=messages,
-                model=model,
-                max_retries=max_reasks,
-                **sampling,
-            )
+            # The deadline bounds every retry, re-ask and wait of this answer together.
+            async with asyncio.timeout(deadline):
+                value = await self._create(
+                    response_model=response_model,
+                    messages=messages,
+                    model=model,
+                    max_retries=max_reasks,
+                    **sampling,
+                )
+        except TimeoutError as exc:
+            raise TransportError(
+                f"no valid answer within the per-paper deadline of {deadline:g}s ({call.stats.requests} request(s))",
+                attempts=call.stats.requests,
+                reasks=max(call.stats.model_calls - 1, 0),
+            ) from exc
         except InstructorRetryException as exc:
             if isinstance(exc.__cause__, ServiceError):  # not the paper's fault: the caller stops the run
                 raise exc.__cause__ from None

@@ -29,6 +29,14 @@ DEFAULT_MODEL_SIZE = 1_117_320_768
 DEFAULT_MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 
 
+#: (request timeout, per-paper deadline) in seconds, per backend. A remote API answers in seconds
+#: (120 s leaves a slow local server 900 tokens at under 10 tokens/s); the embedded model's
+#: longest answer on 2 cores (a cold 1,700-token prompt, then up to 900 tokens at ~12 tokens/s) is
+#: about 2 minutes, the longest seen 115 s. The deadline bounds all of a paper's retries,
+#: re-asks and Retry-After waits, which at one request's timeout times six attempts was an hour.
+BACKEND_TIMEOUTS = {"openai": (120.0, 600.0), "embedded": (300.0, 900.0)}
+
+
 def _default_prompts_dir() -> Path:
     # An editable install or a clone has prompts/ beside the package; a wheel carries a copy inside it.
     for candidate in (PROJECT_ROOT / "prompts", Path(__file__).resolve().parent / "prompts"):
@@ -74,7 +82,10 @@ class Settings(BaseSettings):
     max_abstract_chars: int = Field(6000, ge=200, description="Longer abstracts are truncated, with a warning.")
 
     # --- operational (never part of the cache key) ----------------------------------
-    timeout_s: float = Field(600.0, gt=0)
+    timeout_s: float | None = Field(None, gt=0, description="Per request; default: the backend's (BACKEND_TIMEOUTS).")
+    paper_deadline_s: float | None = Field(
+        None, gt=0, description="Per paper, all its retries and re-asks together; default: the backend's."
+    )
     max_retries: int = Field(5, ge=0, description="Transport retries per call (timeouts, 429, 5xx).")
     retry_max_wait_s: float = Field(60.0, gt=0)
     concurrency: int = Field(8, ge=1)
@@ -106,6 +117,14 @@ class Settings(BaseSettings):
         if self.backend != "auto":
             return self.backend
         return "openai" if (self.base_url or self.api_key) else "embedded"
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self.timeout_s or BACKEND_TIMEOUTS[self.resolved_backend][0]
+
+    @property
+    def resolved_paper_deadline_s(self) -> float:
+        return self.paper_deadline_s or BACKEND_TIMEOUTS[self.resolved_backend][1]
 
     @property
     def resolved_taxonomy_path(self) -> Path:

@@ -174,3 +174,39 @@ def test_the_cli_says_why_in_one_line_and_exits_1(tmp_path: Path) -> None:
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.rstrip("\n").endswith(errors[0])
     assert "rejected the API key (HTTP 401)" in errors[0] and "sk-SENTINEL" not in proc.stderr + proc.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Item 5: 600 s per request times 6 attempts was an hour per paper
+
+
+def test_request_timeouts_fit_the_backend() -> None:
+    from summarizer.llm import OpenAIBackend
+
+    remote = Settings(backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    embedded = Settings(backend="embedded")
+    assert (remote.request_timeout_s, remote.resolved_paper_deadline_s) == (120.0, 600.0)
+    assert (embedded.request_timeout_s, embedded.resolved_paper_deadline_s) == (300.0, 900.0)
+    backend = OpenAIBackend(remote)
+    backend._ensure_client()
+    assert backend._client is not None and backend._client.timeout == 120.0  # what the client really uses
+    assert Settings(backend="openai", base_url="http://h/v1", timeout_s=7, paper_deadline_s=9).request_timeout_s == 7
+
+
+async def test_a_paper_that_keeps_hanging_fails_at_its_deadline(tmp_path: Path) -> None:
+    from summarizer.extract import Extractor
+    from summarizer.schemas import Failure
+    from summarizer.sources import read_inputs
+
+    make_inputs(tmp_path / "papers.jsonl", 1)
+    (paper,) = read_inputs([tmp_path / "papers.jsonl"])
+    with ScriptedServer(script=[("hang", 30.0)] * 20) as server:
+        s = settings_for(server.base_url, tmp_path, timeout_s=1.0, paper_deadline_s=2.5, max_retries=5)
+        started = time.monotonic()
+        async with Extractor(s) as extractor:
+            outcome = await extractor.extract_or_failure(paper)
+        elapsed = time.monotonic() - started
+        sent = len(server.requests)
+    assert isinstance(outcome, Failure) and "per-paper deadline of 2.5s" in outcome.reason, outcome
+    assert outcome.attempts == sent >= 2
+    assert 2.5 <= elapsed < 5.0  # six hung attempts of 1 s each, plus waits, would be well past it
