@@ -489,7 +489,7 @@ async def run_eval(
             async with semaphore:
                 outcomes[g.id] = await ex.extract_or_failure(paper)
             if store is not None:
-                store.put(key, g.id, outcomes[g.id])
+                store.put(key, g.id, outcomes[g.id], model=ex.backend.label)
         if on_paper is not None:
             on_paper(score_paper(g, paper, outcomes[g.id]))
 
@@ -497,7 +497,7 @@ async def run_eval(
         await asyncio.gather(*(one(g) for g in gold))
     finally:
         if store is not None and replay_path is not None:
-            store.save(replay_path, keep={ex.key_for(papers[g.id]) for g in gold})
+            store.save(replay_path, keep={ex.key_for(papers[g.id]) for g in gold}, model=ex.backend.label)
         if own:
             await ex.aclose()
     scores = [score_paper(g, papers[g.id], outcomes[g.id]) for g in gold]

@@ -210,3 +210,58 @@ async def test_a_paper_that_keeps_hanging_fails_at_its_deadline(tmp_path: Path) 
     assert isinstance(outcome, Failure) and "per-paper deadline of 2.5s" in outcome.reason, outcome
     assert outcome.attempts == sent >= 2
     assert 2.5 <= elapsed < 5.0  # six hung attempts of 1 s each, plus waits, would be well past it
+
+
+# --------------------------------------------------------------------------------------
+# Item 6: `summarizer eval` on another backend wiped the committed store's embedded answers
+
+
+async def test_eval_on_another_backend_keeps_the_committed_replay_entries(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from summarizer.evaluate import load_gold, run_eval
+    from summarizer.extract import Extractor
+    from summarizer.fakes import FakeBackend, valid_answer
+
+    committed = PROJECT_ROOT / "cache" / "replay" / "gold.jsonl"
+    replay = tmp_path / "gold.jsonl"
+    shutil.copyfile(committed, replay)
+    before = set(replay.read_text(encoding="utf-8").splitlines())
+    gold_path = tmp_path / "gold.jsonl.subset"
+    gold_path.write_text("".join(PROJECT_ROOT.joinpath("evals/gold.jsonl").open().readlines()[:3]), encoding="utf-8")
+    seeds = sorted((PROJECT_ROOT / "examples" / "seeds").glob("*.txt"))
+    settings = Settings(cache_dir=tmp_path / "cache", use_cache=False)
+    backend = FakeBackend(responder=valid_answer)
+    async with Extractor(settings, backend=backend) as ex:
+        run = await run_eval(settings, gold_path=gold_path, paper_files=seeds, replay_path=replay, extractor=ex)
+    assert run.live == 3 and len(backend.calls) == 3  # the fake's keys are not the embedded model's
+    after = set(replay.read_text(encoding="utf-8").splitlines())
+    assert before <= after, f"{len(before - after)} committed entries dropped"
+    assert len(after - before) == 3
+    # A run that changes nothing does not rewrite the file.
+    stamp = os.stat(replay).st_mtime_ns, os.stat(replay).st_ino
+    silent = FakeBackend()  # raises if called
+    async with Extractor(settings, backend=silent) as ex:
+        again = await run_eval(settings, gold_path=gold_path, paper_files=seeds, replay_path=replay, extractor=ex)
+    assert again.replayed == 3 and silent.calls == []
+    assert (os.stat(replay).st_mtime_ns, os.stat(replay).st_ino) == stamp
+    assert len(load_gold(gold_path)) == 3
+
+
+def test_a_replay_store_prunes_only_its_own_models_stale_entries(tmp_path: Path) -> None:
+    from summarizer.replay import ReplayStore
+    from summarizer.schemas import Failure
+
+    def failure(pid: str) -> Failure:
+        return Failure(paper_id=pid, title=pid, error="ExtractionFailed", reason="r", finished_at="t")
+
+    store = ReplayStore()
+    store.put("a-old", "p1", failure("p1"), model="A")
+    store.put("a-new", "p1", failure("p1"), model="A")
+    store.put("b-old", "p1", failure("p1"), model="B")
+    path = tmp_path / "replay.jsonl"
+    assert store.save(path, keep={"a-new"}, model="A")
+    assert {json.loads(line)["key"] for line in path.read_text().splitlines()} == {"a-new", "b-old"}
+    with pytest.raises(ValueError):
+        store.save(path, keep={"a-new"})  # pruning without saying whose entries: refused
