@@ -127,3 +127,28 @@ async def test_full_disk_at_export_time_says_the_records_are_complete(tmp_path: 
         assert f"summarizer export {out}" in full.value.message
         assert (out / RECORDS).read_bytes() == records
         assert audit_run(out, papers).clean
+
+
+@pytest.mark.parametrize("command", [["export"], ["report"], ["report", "-o", "{out}/page.html"]])
+def test_export_and_report_into_a_read_only_directory_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    # atomic_write's clean-up of its temporary file raised EROFS too, and that printed a traceback.
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        out = disk / "out"
+        out.mkdir()
+        (out / RECORDS).write_text("", encoding="utf-8")
+        remount(disk, "ro")
+        try:
+            args = [part.format(out=out) for part in command]
+            result = CliRunner().invoke(app, [args[0], str(out), *args[1:]])
+        finally:
+            remount(disk, "rw")
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.exception
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: cannot write"), result.output
+        assert "Read-only file system" in lines[0] and str(out) in lines[0]
+        assert sorted(p.name for p in out.iterdir()) == [RECORDS]
