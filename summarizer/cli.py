@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import InputError, SummarizerError
-from .settings import Settings
+from .settings import Settings, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -26,9 +26,18 @@ app.add_typer(cache_app, name="cache")
 out = Console()
 err = Console(stderr=True)
 
+
 # Options shared by every command that calls a model. Their defaults are None so that the
 # one Settings object (and its env vars) stays the single place where defaults live.
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="embedded | openai | auto")]
+class BackendName(StrEnum):
+    auto = "auto"
+    embedded = "embedded"
+    openai = "openai"
+
+
+BackendOpt = Annotated[
+    BackendName | None, typer.Option("--backend", case_sensitive=False, help="Where the model runs.")
+]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name on the server.")]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")]
 ModelPathOpt = Annotated[Path | None, typer.Option("--model-path", help="A GGUF file for the embedded backend.")]
@@ -39,11 +48,23 @@ ForceOpt = Annotated[
 ]
 
 
+# The options that set a field of Settings under another name: an error names the option.
+_OPTION_NAMES = {
+    "requests_per_minute": "--rpm", "tokens_per_minute": "--tpm", "max_cost_usd": "--max-cost",
+    "max_total_tokens": "--max-tokens", "use_cache": "--no-cache",
+}  # fmt: skip
+
+
 def _settings(**overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v is not None}
+    """The settings, or exit 1 with one line naming the bad option or SUMMARIZER_* variable."""
+    values = {k: v.value if isinstance(v, StrEnum) else v for k, v in overrides.items() if v is not None}
     if values.pop("no_cache", False):
         values["use_cache"] = False
-    return Settings(**values)
+    names = {field: _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) for field in values}
+    try:
+        return load_settings(values, names=names)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
 
 
 def _fail(exc: SummarizerError) -> typer.Exit:

@@ -9,11 +9,13 @@ cache.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -155,3 +157,32 @@ class Settings(BaseSettings):
             )
         if self.model_path is not None and not self.model_path.is_file():
             raise ConfigError(f"model file {self.model_path} does not exist")
+
+
+# Values never echoed in an error: a key, or a URL that may carry one.
+_UNECHOED = frozenset({"api_key", "base_url"})
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, *, names: Mapping[str, str] | None = None) -> Settings:
+    """`Settings(**overrides)`, where a bad value is a one-line `ConfigError` naming where it came from.
+
+    `names` maps an override's field to what the caller calls it (a CLI option); a value from
+    the environment is named by its variable. The message says what values are allowed.
+    """
+    given = dict(overrides or {})
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            if field in given:
+                where = (names or {}).get(field, field)
+            else:
+                where = next(
+                    (v for v in (f"SUMMARIZER_{field.upper()}", f"OPENAI_{field.upper()}") if v in os.environ),
+                    f"SUMMARIZER_{field.upper()}",
+                )
+            value = "" if field in _UNECHOED else f"={error.get('input')!r}"[:80]
+            problems.append(f"{where}{value}: {error['msg']}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None

@@ -28,8 +28,9 @@ from summarizer.testserver import ScriptedServer
 def one_line(output: str) -> str:
     """The output, asserted to be exactly one line with no traceback."""
     assert "Traceback" not in output, output
-    assert output.count("\n") == 1, output
-    return output
+    text = output.strip()
+    assert text and "\n" not in text, output
+    return text
 
 
 # --------------------------------------------------------------------------------------
@@ -265,3 +266,63 @@ def test_a_replay_store_prunes_only_its_own_models_stale_entries(tmp_path: Path)
     assert {json.loads(line)["key"] for line in path.read_text().splitlines()} == {"a-new", "b-old"}
     with pytest.raises(ValueError):
         store.save(path, keep={"a-new"})  # pruning without saying whose entries: refused
+
+
+# --------------------------------------------------------------------------------------
+# Item 9: a bad SUMMARIZER_* value or option value printed a 45-line traceback
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "needles"),
+    [
+        (
+            {"SUMMARIZER_TEMPERATURE": "abc"},
+            ["tag", "p.jsonl", "-o", "out"],
+            ["SUMMARIZER_TEMPERATURE='abc'", "number"],
+        ),
+        (
+            {"SUMMARIZER_BACKEND": "Embedded"},
+            ["cache", "stats"],
+            ["SUMMARIZER_BACKEND", "'auto', 'embedded' or 'openai'"],
+        ),
+        ({"SUMMARIZER_TOP_P": "5"}, ["eval"], ["SUMMARIZER_TOP_P='5'", "less than or equal to 1"]),
+        (
+            {"SUMMARIZER_CONCURRENCY": "0"},
+            ["summarize", "--title", "T", "--abstract", "A."],
+            ["SUMMARIZER_CONCURRENCY"],
+        ),
+        ({}, ["tag", "p.jsonl", "-o", "out", "--max-cost", "-1"], ["--max-cost=-1.0", "greater than 0"]),
+    ],
+    ids=["env-float", "env-choice", "env-range-eval", "env-summarize", "option-range"],
+)
+def test_a_bad_setting_is_one_line_naming_it_and_what_is_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str], needles: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1, result.output
+    line = one_line(result.output)
+    assert line.startswith("error: invalid setting: ")
+    for needle in needles:
+        assert needle in line, line
+
+
+def test_backend_option_is_a_typed_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Any case is the same backend: this reaches the input check (exit 2, one line), not a traceback.
+    accepted = CliRunner().invoke(app, ["tag", "missing.jsonl", "-o", "out", "--backend", "Embedded"])
+    assert accepted.exit_code == 2 and "file not found" in one_line(accepted.output)
+    refused = CliRunner().invoke(app, ["tag", "missing.jsonl", "-o", "out", "--backend", "llama"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "'auto'" in refused.output and "'embedded'" in refused.output and "'openai'" in refused.output
+
+
+def test_load_settings_never_echoes_a_key_or_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from summarizer.errors import ConfigError
+    from summarizer.settings import load_settings
+
+    monkeypatch.setenv("SUMMARIZER_MAX_RETRIES", "many")
+    with pytest.raises(ConfigError) as bad:
+        load_settings({"api_key": "sk-SENTINEL-abc", "base_url": "http://h/v1"}, names={"api_key": "--key"})
+    assert bad.value.message.startswith("invalid setting: SUMMARIZER_MAX_RETRIES='many'")
+    assert "SENTINEL" not in bad.value.message
