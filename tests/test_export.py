@@ -193,8 +193,11 @@ def test_csv_control_characters_cannot_start_a_row_or_a_formula(control: str, st
     from summarizer.export import to_csv
 
     payload = f"{start}cmd|' /C calc'!A0"
-    result = make_result(f"{control}{payload}", "learning_from_feedback")
-    record = result.record.model_copy(update={"summary": f"A method.{control}{payload}"})
+    result = make_result("A title", "learning_from_feedback")
+    # model_copy skips validation (which strips controls from generated text): the CSV guard
+    # must hold by itself, for records stored before that, or read back from elsewhere.
+    hostile = {"title": f"{control}{payload}", "summary": f"A method.{control}{payload}"}
+    record = result.record.model_copy(update=hostile)
     text = to_csv([result.model_copy(update={"record": record})])
     physical = re.split(r"\r\n|[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]", text.rstrip("\n"))
     assert len(physical) == 2, physical  # the header and one row: nothing split it

@@ -7,6 +7,7 @@ CLI (typer's runner), `run_tag` against `ScriptedServer` on loopback, the export
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -326,3 +327,59 @@ def test_load_settings_never_echoes_a_key_or_url(monkeypatch: pytest.MonkeyPatch
         load_settings({"api_key": "sk-SENTINEL-abc", "base_url": "http://h/v1"}, names={"api_key": "--key"})
     assert bad.value.message.startswith("invalid setting: SUMMARIZER_MAX_RETRIES='many'")
     assert "SENTINEL" not in bad.value.message
+
+
+# --------------------------------------------------------------------------------------
+# Item 8: terminal escape sequences in model output reached the terminal, digest.md and records.csv
+
+ESCAPES = [
+    "\x1b[2J\x1b[H",  # clear the screen
+    "\x1b]8;;http://e.vil/\x1b\\click here\x1b]8;;\x1b\\",  # an OSC 8 link
+    "\x1b[31;1m",  # a colour
+    "\x1b]0;window title\x07",  # a window title
+    "\x9b2J",  # clear screen as an 8-bit control
+    "\r\x08\x07",  # carriage return, backspace, bell
+    "\u202e",  # right-to-left override
+]
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escaping_responder(request: dict[str, Any]) -> dict[str, Any]:
+    from summarizer.testserver import default_responder
+
+    answer = default_responder(request)
+    payload = "".join(ESCAPES)
+    answer["summary"] = f"A summary {payload} ends here."
+    answer["method_description"] = f"Does {payload} things."
+    answer["category_reasoning"] = f"Because {payload}."
+    answer["claims"][0]["statement"] = f"It {payload} works."
+    return answer
+
+
+def test_escape_sequences_from_the_model_are_stored_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from summarizer.batch import run_tag_sync
+
+    make_inputs(tmp_path / "papers.jsonl", 3)
+    with ScriptedServer(responder=escaping_responder) as server:
+        summary = run_tag_sync(tmp_path / "papers.jsonl", tmp_path / "out", settings_for(server.base_url, tmp_path))
+        monkeypatch.chdir(tmp_path)
+        paper = ["--title", "A paper", "--abstract", "We study a thing. It works well."]
+        where = ["--backend", "openai", "--base-url", server.base_url, "--model", "scripted", "--no-cache"]
+        printed = CliRunner().invoke(app, ["summarize", *paper, *where])
+    assert summary.done == 3 and printed.exit_code == 0, printed.output
+    assert "click here" in printed.output and "ends here" in printed.output  # the text stays, the controls go
+    for name in ("records.jsonl", "records.csv", "digest.md"):
+        text = (tmp_path / "out" / name).read_text(encoding="utf-8")
+        assert "ends here" in text
+        assert not CONTROL.search(text.replace("\n", "")), (name, CONTROL.findall(text))
+        assert "\\u001b" not in text and "\\u009b" not in text and "e.vil" not in text, name
+    assert not CONTROL.search(printed.output.replace("\n", "")), repr(printed.output)
+
+
+def test_strip_controls_removes_whole_sequences() -> None:
+    from summarizer.schemas import strip_controls
+
+    assert strip_controls("A\x1b[2Jb") == "Ab"  # not "A[2Jb"
+    assert strip_controls("x \x1b]8;;http://e.vil\x1b\\link\x1b]8;;\x1b\\ y") == "x link y"
+    assert strip_controls("a\rb\tc\nd") == "a b\tc\nd"  # tab and newline are text
+    assert strip_controls("plain text, 日本語") == "plain text, 日本語"
