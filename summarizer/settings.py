@@ -10,6 +10,7 @@ cache.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -144,10 +145,12 @@ class Settings(BaseSettings):
         }
 
     def check(self) -> None:
-        if self.base_url and ("@" in (urlsplit(self.base_url).netloc or "")):
-            # The openai client's own debug log prints its base URL, so a key in it would leak.
+        where = url_credentials(self.base_url) if self.base_url else None
+        if where:
+            # The openai client's own debug log prints its base URL (and the manifest keeps its
+            # path), so a key anywhere in it would leak. The message does not echo the URL.
             raise ConfigError(
-                "the base URL carries credentials (user:password@host); give the key in "
+                f"the base URL carries credentials ({where}); give the key in "
                 "SUMMARIZER_API_KEY or OPENAI_API_KEY and the URL without them"
             )
         if self.resolved_backend == "openai" and not self.base_url and not self.api_key:
@@ -157,6 +160,26 @@ class Settings(BaseSettings):
             )
         if self.model_path is not None and not self.model_path.is_file():
             raise ConfigError(f"model file {self.model_path} does not exist")
+
+
+# Path segments that are keys: the prefixes of common providers' keys, or a long random token
+# (no endpoint path segment is 32 characters of letters and digits mixed).
+_KEY_SEGMENT = re.compile(r"^(?:sk|rk|gsk|hf|xai)[-_][\w-]{8,}$|^AIza[\w-]{20,}$")
+_TOKEN_SEGMENT = re.compile(r"^(?=[\w.~-]*\d)(?=[\w.~-]*[A-Za-z])[\w.~-]{32,}$")
+
+
+def url_credentials(url: str) -> str | None:
+    """Where `url` seems to carry a secret (user:password@, a query string or fragment, a key-like
+    path segment), or None. A query string is refused whole: any parameter of one can be a key."""
+    parts = urlsplit(url)
+    if "@" in (parts.netloc or ""):
+        return "user:password@host"
+    if parts.query or parts.fragment:
+        return "a query string or fragment"
+    for segment in parts.path.split("/"):
+        if _KEY_SEGMENT.match(segment) or _TOKEN_SEGMENT.match(segment):
+            return "a key-like part of the path"
+    return None
 
 
 # Values never echoed in an error: a key, or a URL that may carry one.

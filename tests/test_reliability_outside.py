@@ -383,3 +383,47 @@ def test_strip_controls_removes_whole_sequences() -> None:
     assert strip_controls("x \x1b]8;;http://e.vil\x1b\\link\x1b]8;;\x1b\\ y") == "x link y"
     assert strip_controls("a\rb\tc\nd") == "a b\tc\nd"  # tab and newline are text
     assert strip_controls("plain text, 日本語") == "plain text, 日本語"
+
+
+# --------------------------------------------------------------------------------------
+# Item 14: a key in the base URL's query string or path passed the credential check
+
+SECRET = "SENTINEL0key0a1b2c3d4e5f6a7b8c9d0e1f2"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"https://gw.example/v1?api_key={SECRET}",
+        f"https://gw.example/v1?key={SECRET}&x=1",
+        f"https://gw.example/v1#{SECRET}",
+        f"https://gw.example/sk-proj-{SECRET}/v1",
+        f"https://gw.example/key/{SECRET}/v1",
+        f"https://gw.example/v1/hf_{SECRET}",
+    ],
+    ids=["query-api_key", "query-key", "fragment", "path-sk", "path-token", "path-hf"],
+)
+def test_a_key_anywhere_in_the_base_url_is_refused_without_echoing_it(tmp_path: Path, base_url: str) -> None:
+    from summarizer.errors import ConfigError
+    from summarizer.extract import Extractor
+
+    with pytest.raises(ConfigError) as refused:
+        Extractor(Settings(base_url=base_url, backend="openai", model="m", cache_dir=tmp_path))
+    assert "credentials" in refused.value.message
+    assert SECRET not in str(refused.value) + repr(refused.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:8000/v1",
+        "https://api.openai.com/v1",
+        "https://openrouter.ai/api/v1",
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        "https://res.openai.azure.com/openai/deployments/gpt-4o-mini-2024-07-18",
+    ],
+)
+def test_ordinary_base_urls_pass_the_credential_check(base_url: str) -> None:
+    from summarizer.settings import url_credentials
+
+    assert url_credentials(base_url) is None
