@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     import openai
 
 log = logging.getLogger(__name__)
+# instructor logs each failed attempt at ERROR ("Total attempts: 1" when tenacity made six, the
+# server's error body). With no handler configured Python printed those to stderr, past --quiet
+# and into --log-format jsonl; the failure records say it right. An application that configures
+# logging still receives them (they propagate to its handlers).
+logging.getLogger("instructor").addHandler(logging.NullHandler())
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 

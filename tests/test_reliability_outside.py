@@ -427,3 +427,20 @@ def test_ordinary_base_urls_pass_the_credential_check(base_url: str) -> None:
     from summarizer.settings import url_credentials
 
     assert url_credentials(base_url) is None
+
+
+# --------------------------------------------------------------------------------------
+# Item 15: instructor's own log lines reached stderr with --quiet and --log-format jsonl
+
+
+@pytest.mark.parametrize("display", [["--quiet"], ["--log-format", "jsonl"]], ids=["quiet", "jsonl"])
+def test_quiet_and_jsonl_runs_print_nothing_of_instructors_own(tmp_path: Path, display: list[str]) -> None:
+    make_inputs(tmp_path / "papers.jsonl", 3)
+    with ScriptedServer(script=[("bad_schema",)] * 6 + [("status", 503)] * 6) as server:
+        command = tag_command(tmp_path / "papers.jsonl", tmp_path / "out", server.base_url, tmp_path / "c", *display)
+        env = run_env(timeout_s=3.0, max_retries=1, retry_max_wait_s=0.02, max_reasks=1, concurrency=1)
+        proc = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr[-2000:]  # papers failed: instructor had errors to log
+    assert proc.stderr == "", proc.stderr[-2000:]
+    if "jsonl" in display:
+        assert all(json.loads(line) for line in proc.stdout.splitlines())
