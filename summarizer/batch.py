@@ -39,6 +39,7 @@ from .export import (
     file_digest,
     iter_json_lines,
     open_run_dir,
+    overwrite_in_place,
     record_id,
 )
 from .extract import Extractor
@@ -300,12 +301,25 @@ class _Run:
         if not force and now - self._last_checkpoint < _CHECKPOINT_S:
             return
         self._last_checkpoint = now
-        if self.failures is not None:
-            self.failures.flush()
-        if self.records is not None:
-            self.records.sync()
-        self.summary.elapsed_s = round(now - self.started, 3)
-        atomic_write(self.outdir / MANIFEST, json.dumps(self.manifest(status), indent=2, ensure_ascii=False) + "\n")
+        try:
+            if self.failures is not None:
+                self.failures.flush()
+            if self.records is not None:
+                self.records.sync()
+        finally:  # the manifest says how the run ended even when failures.jsonl could not be rewritten
+            self.summary.elapsed_s = round(now - self.started, 3)
+            self._write_manifest(status)
+
+    def _write_manifest(self, status: Status) -> None:
+        path, manifest = self.outdir / MANIFEST, self.manifest(status)
+        try:
+            atomic_write(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        except OutputError:
+            # A full disk has no room for a second copy, and a manifest left at "running" tells a
+            # reader the run is still going. The old manifest's own space holds a compact one.
+            compact = json.dumps(manifest, ensure_ascii=False, separators=(",", ":")) + "\n"
+            if status == "running" or not overwrite_in_place(path, compact):
+                raise
 
     def manifest(self, status: Status) -> dict[str, Any]:
         s, base = self.summary, self.manifest_base

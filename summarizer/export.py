@@ -61,6 +61,25 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", path=path) from exc
 
 
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """Replace `path`'s content in its own blocks when it fits there (no new space needed); say whether done.
+
+    Not crash-safe like `atomic_write`: the last resort for a small file on a full disk.
+    """
+    data = text.encode("utf-8", errors="backslashreplace")
+    try:
+        with open(path, "r+b") as fh:
+            if len(data) > os.fstat(fh.fileno()).st_size:
+                return False
+            fh.write(data)
+            fh.truncate(len(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        return False
+    return True
+
+
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """(line number, parsed object or None when unparseable, raw line) for each non-empty line.
 

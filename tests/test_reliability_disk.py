@@ -8,6 +8,7 @@ fails half-way through a line, by patching os.write.)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -74,6 +75,10 @@ def test_full_disk_stops_with_one_clear_line_and_keeps_every_record(tmp_path: Pa
         audit = audit_run(out, papers)
         assert not (audit.invalid or audit.duplicated or audit.torn), (line, audit.problems())
         assert 40 < audit.records < 120
+        # The manifest says the run stopped, and why (it said "running" before: no room for a copy).
+        meta = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        assert meta["status"] == "error" and "No space left on device" in meta["stop_reason"], meta
+        assert meta["finished_at"] is not None
         # Space again: the same command finishes the run.
         ballast.unlink()
         proc = tag(tmp_path / "papers.jsonl", out, server, tmp_path / "cache")
