@@ -183,7 +183,8 @@ class _Run:
     # -- the work -------------------------------------------------------------------
     async def execute(self, papers: list[Paper], concurrency: int) -> None:
         queue: asyncio.Queue[Paper | None] = asyncio.Queue()
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(concurrency)]
+        # No more workers than papers: `--concurrency 200000` on 2 papers made 200,000 tasks (409 MB).
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(max(1, min(concurrency, len(papers))))]
         try:
             await self._serve_cached(papers, queue)
             for _ in workers:

@@ -444,3 +444,27 @@ def test_quiet_and_jsonl_runs_print_nothing_of_instructors_own(tmp_path: Path, d
     assert proc.stderr == "", proc.stderr[-2000:]
     if "jsonl" in display:
         assert all(json.loads(line) for line in proc.stdout.splitlines())
+
+
+# --------------------------------------------------------------------------------------
+# Item 17: `--concurrency 200000` on 2 papers made 200,000 worker tasks
+
+
+async def test_workers_are_bounded_by_the_work(tmp_path: Path) -> None:
+    import asyncio
+
+    from summarizer.fakes import FakeBackend, valid_answer
+
+    tasks_seen: list[int] = []
+
+    def responder(messages: list[dict[str, str]]) -> dict[str, Any]:
+        tasks_seen.append(len(asyncio.all_tasks()))
+        return valid_answer(messages)
+
+    make_inputs(tmp_path / "papers.jsonl", 2)
+    settings = Settings(cache_dir=tmp_path / "cache", use_cache=False, concurrency=20_000)
+    summary = await run_tag(
+        tmp_path / "papers.jsonl", tmp_path / "out", settings, backend=FakeBackend(responder=responder), export=False
+    )
+    assert summary.done == 2 and len(tasks_seen) == 2
+    assert max(tasks_seen) <= 4, tasks_seen  # this test's own task and one worker per paper (+1 to spare)
