@@ -157,3 +157,33 @@ def test_export_and_report_into_a_read_only_directory_is_one_line(tmp_path: Path
         assert len(lines) == 1 and lines[0].startswith("error: cannot write"), result.output
         assert "Read-only file system" in lines[0] and str(out) in lines[0]
         assert sorted(p.name for p in out.iterdir()) == [RECORDS]
+
+
+async def test_a_cache_on_a_read_only_mount_is_read_and_not_written(tmp_path: Path) -> None:
+    # It was not even read: diskcache opens its index with a write lock, which a read-only mount refuses.
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+    from summarizer.progress import Event, Notice
+
+    make_inputs(tmp_path / "papers.jsonl", 12)
+    with tmpfs(tmp_path / "disk", "8m") as disk, ScriptedServer() as server:
+        cache = disk / "cache"
+        settings = Settings(backend="openai", base_url=server.base_url, model="scripted", cache_dir=cache)
+        await run_tag(tmp_path / "papers.jsonl", tmp_path / "first", settings, export=False)
+        sent = len(server.requests)
+        before = {p.name: p.read_bytes() for p in cache.iterdir()}
+        remount(disk, "ro")
+        try:
+            events: list[Event] = []
+            summary = await run_tag(tmp_path / "papers.jsonl", tmp_path / "second", settings, sink=events.append)
+            stats = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(cache)])
+            after = {p.name: p.read_bytes() for p in cache.iterdir()}
+        finally:
+            remount(disk, "rw")
+        resent = len(server.requests) - sent
+    assert (summary.done, summary.cached, resent) == (12, 12, 0)  # every paper served from the cache
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert len(notes) == 1 and "cannot be written" in notes[0] and str(cache) in notes[0], notes
+    assert stats.exit_code == 0 and "12 records" in stats.output, stats.output
+    assert after == before
