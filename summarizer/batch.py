@@ -59,14 +59,13 @@ from .progress import (
     Sink,
     Status,
 )
-from .schemas import Failure, Paper, Result, Usage
+from .schemas import Failure, Paper, Result, Usage, read_back
 from .settings import Settings
 from .sources import read_inputs
 
 _P = ParamSpec("_P")
 _CHUNK = 512  # cache hits served per step: large enough to amortise a write, small enough to keep the loop live
 _CHECKPOINT_S = 2.0  # how often the manifest and failures.jsonl are brought up to date during a run
-_NOT_HIT, _HIT = '"cache_hit":false', '"cache_hit":true'
 _OPERATIONAL = (
     "requests_per_minute", "tokens_per_minute", "max_retries", "timeout_s", "use_cache", "max_cost_usd",
     "max_total_tokens",
@@ -203,15 +202,19 @@ class _Run:
             for paper in papers:
                 queue.put_nowait(paper)
             return
+        taxonomy = self.ex.taxonomy.validation_context()
         for start in range(0, len(papers), _CHUNK):
             lines: list[str] = []
             for paper in papers[start : start + _CHUNK]:
                 raw = cache.get_raw(key_for(paper))
-                # The id check guards against a foreign or damaged cache entry: never write it.
-                if raw is None or f'"paper_id":"{paper.id}"' not in raw or "\n" in raw:
+                # Checked as a fresh record is (a cache can be shared, damaged or edited): what
+                # fails is a miss, never written.
+                hit = None if raw is None else read_back(raw, paper_id=paper.id, context=_context(paper, taxonomy))
+                if hit is None:
                     queue.put_nowait(paper)
                     continue
-                lines.append(raw.replace(_NOT_HIT, _HIT, 1) if _NOT_HIT in raw else _mark_hit(raw))
+                hit.provenance.cache_hit = True
+                lines.append(canonical_json(hit.model_dump(mode="json")))
                 if self.failures.entries:
                     self.failures.discard(paper.id)
             if lines:
@@ -352,11 +355,9 @@ class _Run:
         }
 
 
-def _mark_hit(raw: str) -> str:
-    """Slow path for a cache entry not in canonical form (an older writer): parse and re-dump."""
-    value = json.loads(raw)
-    value["provenance"]["cache_hit"] = True
-    return canonical_json(value)
+def _context(paper: Paper | None, taxonomy: dict[str, Any]) -> dict[str, Any]:
+    """The validation context of `paper`'s record: the taxonomy's ids, and its abstract when known."""
+    return taxonomy if paper is None else {**taxonomy, "abstract": paper.abstract}
 
 
 def _prior_totals(outdir: Path) -> dict[str, Any]:
@@ -505,7 +506,13 @@ async def run_tag(
             ) from exc
         lock = _lock(directory)
         try:
-            done, records, failures, notes = open_run_dir(directory)
+            by_id, taxonomy = {p.id: p for p in papers}, extractor.taxonomy.validation_context()
+
+            def valid(value: dict[str, Any]) -> bool:
+                pid = record_id(value)
+                return read_back(value, paper_id=pid, context=_context(by_id.get(pid or ""), taxonomy)) is not None
+
+            done, records, failures, notes = open_run_dir(directory, valid=valid)
             for note in notes:
                 emit(Notice(note))
             pending = [p for p in papers if p.id not in done]

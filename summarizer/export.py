@@ -18,7 +18,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from .errors import OutputError
 from .schemas import Failure, Result, normalise_ws
 
 RECORDS = "records.jsonl"
+REJECTED = "records.rejected.jsonl"  # records.jsonl lines that failed the record checks on a resume
 FAILURES = "failures.jsonl"
 MANIFEST = "manifest.json"
 CSV_FILE = "records.csv"
@@ -255,10 +256,14 @@ def file_digest(path: Path) -> dict[str, Any]:
         return {"path": str(path), "error": exc.strerror or str(exc)}
 
 
-def open_run_dir(outdir: Path) -> tuple[set[str], LineAppender, FailureLog, list[str]]:
+def open_run_dir(
+    outdir: Path, *, valid: Callable[[dict[str, Any]], bool] | None = None
+) -> tuple[set[str], LineAppender, FailureLog, list[str]]:
     """Repair what an interrupted run left; return the done ids, the two logs and what was repaired.
 
-    Callers hold the directory's lock: this rewrites files.
+    A records.jsonl line counts as done only if `valid` accepts it (a record that passes the
+    checks a fresh one passes); the others are moved to records.rejected.jsonl and their papers
+    are done again. Callers hold the directory's lock: this rewrites files.
     """
     records_path, failures_path = outdir / RECORDS, outdir / FAILURES
     notes: list[str] = []
@@ -268,15 +273,31 @@ def open_run_dir(outdir: Path) -> tuple[set[str], LineAppender, FailureLog, list
             notes.append(f"{path.name}: cut off an unfinished last line ({cut} bytes) left by an interrupted run")
     done: set[str] = set()
     kept: list[str] = []
+    rejected: list[str] = []
     lines = 0
     for _, value, line in iter_json_lines(records_path):
         lines += 1
         pid = record_id(value)
-        if pid is not None and pid not in done:
+        if pid is not None and value is not None and valid is not None and not valid(value):
+            rejected.append(line + "\n")
+        elif pid is not None and pid not in done:
             done.add(pid)
             kept.append(line + "\n")
+    if rejected:
+        # Kept, not deleted: the line may be someone's edit, and the paper is redone anyway.
+        aside = outdir / REJECTED
+        try:
+            with open(aside, "a", encoding="utf-8") as fh:
+                fh.write("".join(rejected))
+        except OSError as exc:
+            raise OutputError(f"cannot write {aside}: {exc.strerror or exc}", path=aside) from exc
+        notes.append(
+            f"{RECORDS}: {len(rejected)} record(s) fail the record checks (an unknown category, evidence not in "
+            f"the abstract, a missing field); moved to {REJECTED}, their papers are redone"
+        )
     if len(kept) != lines:
-        notes.append(f"{RECORDS}: dropped unreadable or duplicate lines; their papers are redone")
+        if len(kept) + len(rejected) != lines:
+            notes.append(f"{RECORDS}: dropped unreadable or duplicate lines; their papers are redone")
         atomic_write(records_path, "".join(kept))
     failed: dict[str, str] = {}
     lines = 0

@@ -34,6 +34,7 @@ from .export import (
     MANIFEST,
     PARQUET_FILE,
     RECORDS,
+    REJECTED,
     atomic_write,
     file_digest,
     load_failures,
@@ -63,7 +64,7 @@ _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2
 GENERATOR_TAG = b'<meta name="generator" content="summarizer report">'
 # Pages written before the tag: these two lines open the <head> of every such page.
 _LEGACY_HEAD = (b'<meta http-equiv="Content-Security-Policy"', b'<meta name="referrer" content="no-referrer">')
-RUN_FILES = (RECORDS, FAILURES, MANIFEST, CSV_FILE, PARQUET_FILE, DIGEST_FILE, ".lock")
+RUN_FILES = (RECORDS, FAILURES, MANIFEST, CSV_FILE, PARQUET_FILE, DIGEST_FILE, REJECTED, ".lock")
 
 
 def _now() -> str:

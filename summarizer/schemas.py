@@ -326,6 +326,28 @@ class Result(BaseModel):
     provenance: Provenance
 
 
+def read_back(
+    value: str | dict[str, Any], *, paper_id: str | None = None, context: dict[str, Any] | None = None
+) -> Result | None:
+    """A stored result (a cache entry, a records.jsonl line) if it passes the checks a fresh one
+    passed, else None: what fails is treated as absent, and its paper is done again.
+
+    `context` is the validation context of a fresh record: the taxonomy's ids and, where the
+    paper is known, its abstract (for the evidence and names). Without them only the shape is
+    checked. A file can be edited, and a cache shared: neither is trusted because we wrote it.
+    """
+    try:
+        if isinstance(value, str):
+            result = Result.model_validate_json(value, context=context)
+        else:
+            result = Result.model_validate(value, context=context)
+    except ValidationError:
+        return None
+    if paper_id is not None and result.record.paper_id != paper_id:
+        return None
+    return result
+
+
 class Failure(BaseModel):
     """A paper that got no record, with the reason; never a partial record."""
 

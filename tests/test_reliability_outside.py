@@ -468,3 +468,61 @@ async def test_workers_are_bounded_by_the_work(tmp_path: Path) -> None:
     )
     assert summary.done == 2 and len(tasks_seen) == 2
     assert max(tasks_seen) <= 4, tasks_seen  # this test's own task and one worker per paper (+1 to spare)
+
+
+# --------------------------------------------------------------------------------------
+# Item 11: cache entries and records.jsonl lines were trusted unchecked
+
+
+async def test_a_tampered_cache_entry_is_a_miss(tmp_path: Path) -> None:
+    from summarizer.cache import ResponseCache
+    from summarizer.extract import Extractor
+    from summarizer.sources import read_inputs
+
+    papers = make_inputs(tmp_path / "papers.jsonl", 6)
+    with ScriptedServer() as server:
+        s = settings_for(server.base_url, tmp_path, concurrency=4)
+        await run_tag(tmp_path / "papers.jsonl", tmp_path / "first", s, export=False)
+        sent = len(server.requests)
+        (first, second, third) = read_inputs([tmp_path / "papers.jsonl"])[:3]
+        async with Extractor(s) as ex:
+            keys = [ex.key_for(p) for p in (first, second, third)]
+        with ResponseCache(s.cache_dir) as cache:
+            entry = cache.get(keys[0])
+            assert entry is not None
+            entry["record"]["category"]["primary"] = "made_up_category"
+            cache.set(keys[0], entry)
+            entry = cache.get(keys[1])
+            assert entry is not None
+            entry["record"]["claims"][0]["evidence"] = "A sentence that no abstract holds."
+            cache.set(keys[1], entry)
+            entry = cache.get(keys[2])
+            assert entry is not None
+            cache.set(keys[2], {"record": {"paper_id": third.id}})
+        summary = await run_tag(tmp_path / "papers.jsonl", tmp_path / "second", s, export=True)
+        resent = len(server.requests) - sent
+    assert (summary.done, summary.cached, resent) == (6, 3, 3)  # the three tampered entries were asked for again
+    audit = audit_run(tmp_path / "second", papers)
+    assert audit.clean and audit.records == 6, audit.problems()
+    exported = (tmp_path / "second" / "records.csv").read_text(encoding="utf-8")
+    assert "made_up_category" not in exported and "no abstract holds" not in exported
+
+
+async def test_a_stub_or_tampered_line_in_records_jsonl_is_redone_on_resume(tmp_path: Path) -> None:
+    papers = make_inputs(tmp_path / "papers.jsonl", 4)
+    out = tmp_path / "out"
+    with ScriptedServer() as server:
+        s = settings_for(server.base_url, tmp_path, use_cache=False)
+        await run_tag(tmp_path / "papers.jsonl", out, s, export=False)
+        lines = (out / RECORDS).read_text(encoding="utf-8").splitlines()
+        stub = json.dumps({"record": {"paper_id": json.loads(lines[0])["record"]["paper_id"]}})
+        bad = json.loads(lines[1])
+        bad["record"]["category"]["primary"] = "made_up_category"
+        (out / RECORDS).write_text("\n".join([stub, json.dumps(bad), *lines[2:]]) + "\n", encoding="utf-8")
+        summary = await run_tag(tmp_path / "papers.jsonl", out, s)
+    assert (summary.skipped, summary.done) == (2, 2)  # the stub and the tampered record were done again
+    audit = audit_run(out, papers)
+    assert audit.clean and audit.records == 4, audit.problems()
+    rejected = (out / "records.rejected.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(rejected) == 2 and "made_up_category" in rejected[1]  # kept aside, not lost
+    assert len((out / "records.csv").read_text(encoding="utf-8").splitlines()) == 5  # header and four papers
