@@ -89,15 +89,17 @@ def summarize(
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
     from .render import render_result
-    from .sources import pick_paper
+    from .sources import paper_from_stdin, pick_paper
 
     try:
-        stdin_text = (
-            sys.stdin.read()
-            if (input is not None and str(input) == "-") or (input is None and title is None and not sys.stdin.isatty())
-            else None
+        piped = (input is not None and str(input) == "-") or (
+            input is None and title is None and abstract is None and not sys.stdin.isatty()
         )
-        chosen = pick_paper(path=input, query=paper, title=title, abstract=abstract, stdin_text=stdin_text)
+        if piped and title is None and abstract is None:
+            # As bytes, so that standard input is checked as a file is (binary data, a PDF, a CSV).
+            chosen = paper_from_stdin(sys.stdin.buffer.read())
+        else:
+            chosen = pick_paper(path=input, query=paper, title=title, abstract=abstract)
         settings = _settings(
             backend=backend,
             model=model,

@@ -526,3 +526,38 @@ async def test_a_stub_or_tampered_line_in_records_jsonl_is_redone_on_resume(tmp_
     rejected = (out / "records.rejected.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(rejected) == 2 and "made_up_category" in rejected[1]  # kept aside, not lost
     assert len((out / "records.csv").read_text(encoding="utf-8").splitlines()) == 5  # header and four papers
+
+
+# --------------------------------------------------------------------------------------
+# Item 12: `summarize` sent binary data or a CSV on standard input to the model
+
+PIPED = {
+    "binary": (bytes(range(256)) * 8, "binary data"),
+    "pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "PDF"),
+    "csv": (b"title,abstract\nA paper,We study a thing. It works.\nB paper,We study more.\n", "a CSV table"),
+    "jsonl": (b'{"title": "A", "abstract": "We study."}\n{"title": "B", "abstract": "We do."}\n', "JSON Lines"),
+    "json-array": (b'[{"title": "A", "abstract": "We study."}]', "a JSON array"),
+}
+
+
+@pytest.mark.parametrize("kind", list(PIPED))
+def test_standard_input_is_checked_like_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    data, reason = PIPED[kind]
+    monkeypatch.chdir(tmp_path)
+    with ScriptedServer() as server:
+        where = ["--backend", "openai", "--base-url", server.base_url, "--model", "scripted", "--no-cache"]
+        result = CliRunner().invoke(app, ["summarize", *where], input=data)
+        sent = len(server.requests)
+    assert result.exit_code == 2 and reason in one_line(result.output), result.output
+    assert sent == 0  # nothing went to the model
+
+
+def test_a_paper_on_standard_input_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with ScriptedServer() as server:
+        where = ["--backend", "openai", "--base-url", server.base_url, "--model", "scripted", "--no-cache"]
+        text = b"A Paper About Things\nWe study a thing. It works on ThingBench.\n"
+        result = CliRunner().invoke(app, ["summarize", "-", "--json", *where], input=text)
+        sent = len(server.requests)
+    assert result.exit_code == 0, result.output
+    assert sent == 1 and json.loads(result.output)["record"]["title"] == "A Paper About Things"
