@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -246,8 +247,13 @@ class FailureLog:
 
 
 def file_digest(path: Path) -> dict[str, Any]:
+    """The manifest's entry for an input: its hash and size, or why there is none."""
     digest = hashlib.sha256()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            # A named pipe or a device was read once already; opening it again to hash it would
+            # wait for a writer that never comes (a run hung there, deaf to SIGTERM).
+            return {"path": str(path), "error": "not a regular file (a pipe or a device): not hashed"}
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)

@@ -561,3 +561,37 @@ def test_a_paper_on_standard_input_still_works(tmp_path: Path, monkeypatch: pyte
         sent = len(server.requests)
     assert result.exit_code == 0, result.output
     assert sent == 1 and json.loads(result.output)["record"]["title"] == "A Paper About Things"
+
+
+# --------------------------------------------------------------------------------------
+# Item 13: a named pipe as input hung forever (the manifest re-opened it to hash it)
+
+
+def test_a_named_pipe_as_input_is_read_once_and_the_run_finishes(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    source = tmp_path / "source.jsonl"
+    make_inputs(source, 3)
+    fifo = tmp_path / "papers.jsonl"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "wb") as fh:  # blocks until the run opens it for reading
+            fh.write(source.read_bytes())
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with ScriptedServer() as server:
+        command = tag_command(fifo, tmp_path / "out", server.base_url, tmp_path / "cache", "--quiet")
+        env = run_env(timeout_s=3.0, max_retries=1, retry_max_wait_s=0.02)
+        try:
+            proc = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            if writer.is_alive():  # the run never opened it: let the writer go
+                with open(fifo, "rb") as fh:
+                    fh.read()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert count_lines(tmp_path / "out" / RECORDS) == 3
+    (entry,) = manifest_of(tmp_path / "out")["inputs"]
+    assert entry["path"] == str(fifo) and "not a regular file" in entry["error"]
