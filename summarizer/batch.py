@@ -28,7 +28,7 @@ from typing import Any, ParamSpec
 from aiolimiter import AsyncLimiter
 
 from .cache import RunCache, canonical_json
-from .errors import ConfigError, InputError, InputWarning, OutputError, SummarizerError
+from .errors import ConfigError, InputError, InputWarning, OutputError, ServiceError, SummarizerError
 from .export import (
     MANIFEST,
     RECORDS,
@@ -39,6 +39,7 @@ from .export import (
     file_digest,
     iter_json_lines,
     open_run_dir,
+    overwrite_in_place,
     record_id,
 )
 from .extract import Extractor
@@ -58,14 +59,13 @@ from .progress import (
     Sink,
     Status,
 )
-from .schemas import Failure, Paper, Result, Usage
+from .schemas import Failure, Paper, Result, Usage, read_back
 from .settings import Settings
 from .sources import ReadOptions, read_inputs
 
 _P = ParamSpec("_P")
 _CHUNK = 512  # cache hits served per step: large enough to amortise a write, small enough to keep the loop live
 _CHECKPOINT_S = 2.0  # how often the manifest and failures.jsonl are brought up to date during a run
-_NOT_HIT, _HIT = '"cache_hit":false', '"cache_hit":true'
 _OPERATIONAL = (
     "requests_per_minute", "tokens_per_minute", "max_retries", "timeout_s", "use_cache", "max_cost_usd",
     "max_total_tokens",
@@ -182,7 +182,8 @@ class _Run:
     # -- the work -------------------------------------------------------------------
     async def execute(self, papers: list[Paper], concurrency: int) -> None:
         queue: asyncio.Queue[Paper | None] = asyncio.Queue()
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(concurrency)]
+        # No more workers than papers: `--concurrency 200000` on 2 papers made 200,000 tasks (409 MB).
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(max(1, min(concurrency, len(papers))))]
         try:
             await self._serve_cached(papers, queue)
             for _ in workers:
@@ -201,15 +202,19 @@ class _Run:
             for paper in papers:
                 queue.put_nowait(paper)
             return
+        taxonomy = self.ex.taxonomy.validation_context()
         for start in range(0, len(papers), _CHUNK):
             lines: list[str] = []
             for paper in papers[start : start + _CHUNK]:
                 raw = cache.get_raw(key_for(paper))
-                # The id check guards against a foreign or damaged cache entry: never write it.
-                if raw is None or f'"paper_id":"{paper.id}"' not in raw or "\n" in raw:
+                # Checked as a fresh record is (a cache can be shared, damaged or edited): what
+                # fails is a miss, never written.
+                hit = None if raw is None else read_back(raw, paper_id=paper.id, context=_context(paper, taxonomy))
+                if hit is None:
                     queue.put_nowait(paper)
                     continue
-                lines.append(raw.replace(_NOT_HIT, _HIT, 1) if _NOT_HIT in raw else _mark_hit(raw))
+                hit.provenance.cache_hit = True
+                lines.append(canonical_json(hit.model_dump(mode="json")))
                 if self.failures.entries:
                     self.failures.discard(paper.id)
             if lines:
@@ -300,12 +305,25 @@ class _Run:
         if not force and now - self._last_checkpoint < _CHECKPOINT_S:
             return
         self._last_checkpoint = now
-        if self.failures is not None:
-            self.failures.flush()
-        if self.records is not None:
-            self.records.sync()
-        self.summary.elapsed_s = round(now - self.started, 3)
-        atomic_write(self.outdir / MANIFEST, json.dumps(self.manifest(status), indent=2, ensure_ascii=False) + "\n")
+        try:
+            if self.failures is not None:
+                self.failures.flush()
+            if self.records is not None:
+                self.records.sync()
+        finally:  # the manifest says how the run ended even when failures.jsonl could not be rewritten
+            self.summary.elapsed_s = round(now - self.started, 3)
+            self._write_manifest(status)
+
+    def _write_manifest(self, status: Status) -> None:
+        path, manifest = self.outdir / MANIFEST, self.manifest(status)
+        try:
+            atomic_write(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        except OutputError:
+            # A full disk has no room for a second copy, and a manifest left at "running" tells a
+            # reader the run is still going. The old manifest's own space holds a compact one.
+            compact = json.dumps(manifest, ensure_ascii=False, separators=(",", ":")) + "\n"
+            if status == "running" or not overwrite_in_place(path, compact):
+                raise
 
     def manifest(self, status: Status) -> dict[str, Any]:
         s, base = self.summary, self.manifest_base
@@ -337,11 +355,9 @@ class _Run:
         }
 
 
-def _mark_hit(raw: str) -> str:
-    """Slow path for a cache entry not in canonical form (an older writer): parse and re-dump."""
-    value = json.loads(raw)
-    value["provenance"]["cache_hit"] = True
-    return canonical_json(value)
+def _context(paper: Paper | None, taxonomy: dict[str, Any]) -> dict[str, Any]:
+    """The validation context of `paper`'s record: the taxonomy's ids, and its abstract when known."""
+    return taxonomy if paper is None else {**taxonomy, "abstract": paper.abstract}
 
 
 def _prior_totals(outdir: Path) -> dict[str, Any]:
@@ -380,6 +396,8 @@ def _settings_record(extractor: Extractor, concurrency: int, price: Price | None
         "sampling": s.sampling(),
         "concurrency": concurrency,
         **{name: getattr(s, name) for name in _OPERATIONAL},
+        "request_timeout_s": s.request_timeout_s,  # the values in force, the backend's defaults included
+        "paper_deadline_s": s.resolved_paper_deadline_s,
         "cache_dir": str(s.cache_dir),
         "price_per_million": None if price is None else {"input": price.input_per_m, "output": price.output_per_m},
     }
@@ -493,7 +511,13 @@ async def run_tag(
             ) from exc
         lock = _lock(directory)
         try:
-            done, records, failures, notes = open_run_dir(directory)
+            by_id, taxonomy = {p.id: p for p in papers}, extractor.taxonomy.validation_context()
+
+            def valid(value: dict[str, Any]) -> bool:
+                pid = record_id(value)
+                return read_back(value, paper_id=pid, context=_context(by_id.get(pid or ""), taxonomy)) is not None
+
+            done, records, failures, notes = open_run_dir(directory, valid=valid)
             for note in notes:
                 emit(Notice(note))
             pending = [p for p in papers if p.id not in done]
@@ -535,6 +559,13 @@ async def run_tag(
                     f"{exc.message}; the records written so far are intact: fix that and run the same command "
                     "again to resume",
                     path=exc.path,
+                ) from exc
+            except ServiceError as exc:  # a bad key or a dead server: every further paper would fail alike
+                summary.stop_reason = f"{type(exc).__name__}: {exc}"
+                raise ServiceError(
+                    f"{exc.message}; the run stopped, the records written so far are intact: fix that and run "
+                    "the same command again to resume",
+                    status=exc.status,
                 ) from exc
             except Exception as exc:
                 summary.stop_reason = f"{type(exc).__name__}: {exc}"

@@ -9,8 +9,9 @@ The cache only ever holds copies of records, so losing it costs time, never resu
 decides how trouble is handled: `ResponseCache` reports it as a `CacheError` that says what
 to do (for one-off commands, where the user is watching), and `RunCache`, used by batch
 runs that are left alone for hours, turns it into a warning and carries on: a damaged index
-is moved aside and replaced by an empty one, a lock held too long or an unwritable folder
-switches the cache off for the rest of the run.
+is moved aside and replaced by an empty one, a lock held too long or a full disk switches the
+cache off for the rest of the run. A cache that can be read but not written (a read-only
+mount) is read, and nothing is added to it.
 """
 
 from __future__ import annotations
@@ -109,8 +110,54 @@ def _open_index(directory: Path, timeout_s: float) -> diskcache.Cache:
     return diskcache.Cache(str(directory), timeout=timeout_s, size_limit=2**40)
 
 
+def _unwritable(directory: Path) -> bool:
+    """Whether the cache folder or its index cannot be written (a read-only mount, no permission)."""
+    db = directory / DB_NAME
+    return not os.access(directory, os.W_OK) or (db.exists() and not os.access(db, os.W_OK))
+
+
+class _ReadOnlyIndex:
+    """Reads a diskcache index that cannot be written: diskcache opens one only with a write lock.
+
+    `immutable=1` because SQLite would otherwise need to create the WAL's shared-memory file
+    beside the index, which a read-only mount refuses; nothing writes through that mount.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._disk = diskcache.Disk(str(directory))
+        uri = (directory / DB_NAME).resolve().as_uri() + "?mode=ro&immutable=1"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self._db.execute("SELECT count(*) FROM Cache").fetchone()  # a file that is not an index fails here
+
+    def get(self, key: str) -> Any:
+        db_key, raw = self._disk.put(key)
+        row = self._db.execute(
+            "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ? "
+            "AND (expire_time IS NULL OR expire_time > ?)",
+            (db_key, raw, time.time()),
+        ).fetchone()
+        return None if row is None else self._disk.fetch(row[0], row[1], row[2], False)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM Cache").fetchone()[0])
+
+    def volume(self) -> int:
+        page_count = self._db.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        files = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM Cache WHERE filename IS NOT NULL").fetchone()[0]
+        return int(page_count * page_size + files)
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class ResponseCache:
     """A thin, typed face on `diskcache.Cache` that reports trouble as `CacheError`.
+
+    A cache that cannot be written (a read-only mount) is read, and nothing is added to it.
 
     Several processes may share one directory (two runs at once): diskcache's SQLite index
     serialises their writes, and `timeout_s` (default `LOCK_TIMEOUT_S`) rides out their locks.
@@ -121,8 +168,13 @@ class ResponseCache:
         self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
         self.hits = 0
         self.misses = 0
-        self._cache: diskcache.Cache | None = None
+        self._cache: diskcache.Cache | _ReadOnlyIndex | None = None
         self._connect()
+
+    @property
+    def read_only(self) -> bool:
+        """True when the cache is read but nothing is written to it (its folder cannot be written)."""
+        return isinstance(self._cache, _ReadOnlyIndex)
 
     @property
     def db_path(self) -> Path:
@@ -137,7 +189,18 @@ class ResponseCache:
         try:
             self._cache = _open_index(self.directory, self.timeout_s)
         except _TROUBLE as exc:
+            if self.db_path.is_file() and _unwritable(self.directory):
+                try:
+                    self._cache = _ReadOnlyIndex(self.directory)
+                except _TROUBLE:
+                    pass  # not readable either: report the first error
+                else:
+                    self._opened_read_only()
+                    return
             self._trouble("open", exc)
+
+    def _opened_read_only(self) -> None:
+        """Called once when the cache can be read but not written; a batch run says so."""
 
     def _trouble(self, action: str, exc: BaseException) -> None:
         """What to do when the cache fails: here, stop with a clear error."""
@@ -179,7 +242,7 @@ class ResponseCache:
             return False
 
     def set(self, key: str, value: dict[str, Any]) -> None:
-        if self._cache is None:
+        if not isinstance(self._cache, diskcache.Cache):  # off, or read-only
             return
         try:
             self._cache.set(key, canonical_json(value))
@@ -196,6 +259,11 @@ class ResponseCache:
         return CacheStats(str(self.directory), entries, size, self.hits, self.misses)
 
     def clear(self) -> int:
+        if isinstance(self._cache, _ReadOnlyIndex):
+            raise CacheError(
+                f"cannot clear the cache {self.directory}: the folder cannot be written (a read-only mount?)",
+                path=self.directory,
+            )
         if self._cache is None:
             return 0
         try:
@@ -236,6 +304,12 @@ class RunCache(ResponseCache):
         if self._cache is not None:
             with contextlib.suppress(OSError):
                 self._inode = self.db_path.stat().st_ino
+
+    def _opened_read_only(self) -> None:
+        self._warn(
+            f"the cache {self.directory} cannot be written (a read-only mount?): this run reads it but adds "
+            "nothing to it"
+        )
 
     def _trouble(self, action: str, exc: BaseException) -> None:
         error = cache_error(action, self.directory, exc, self.timeout_s)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import InputError, SummarizerError
-from .settings import Settings
+from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from .formats import ReadOptions
@@ -29,14 +29,33 @@ app.add_typer(cache_app, name="cache")
 out = Console()
 err = Console(stderr=True)
 
+
 # Options shared by every command that calls a model. Their defaults are None so that the
 # one Settings object (and its env vars) stays the single place where defaults live.
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="embedded | openai | auto")]
+class BackendName(StrEnum):
+    auto = "auto"
+    embedded = "embedded"
+    openai = "openai"
+
+
+BackendOpt = Annotated[
+    BackendName | None, typer.Option("--backend", case_sensitive=False, help="Where the model runs.")
+]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name on the server.")]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")]
 ModelPathOpt = Annotated[Path | None, typer.Option("--model-path", help="A GGUF file for the embedded backend.")]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache directory (default ./cache).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Replace an existing --output that is not a report (never a run's files).")
+]
+
+
+# The options that set a field of Settings under another name: an error names the option.
+_OPTION_NAMES = {
+    "requests_per_minute": "--rpm", "tokens_per_minute": "--tpm", "max_cost_usd": "--max-cost",
+    "max_total_tokens": "--max-tokens", "use_cache": "--no-cache",
+}  # fmt: skip
 
 
 class DecisionsMode(StrEnum):
@@ -75,12 +94,17 @@ def _read_options(field_map: list[str] | None, fetch: bool) -> ReadOptions:
 
 
 def _settings(**overrides: Any) -> Settings:
+    """The settings, or exit 1 with one line naming the bad option or SUMMARIZER_* variable."""
     values: dict[str, Any] = {
         k: v.value if isinstance(v, StrEnum) else v for k, v in overrides.items() if v is not None
     }
     if values.pop("no_cache", False):
         values["use_cache"] = False
-    return Settings(**values)
+    names = {field: _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) for field in values}
+    try:
+        return load_settings(values, names=names)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
 
 
 def _fail(exc: SummarizerError) -> typer.Exit:
@@ -108,18 +132,18 @@ def summarize(
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
     from .render import render_result
-    from .sources import pick_paper
+    from .sources import paper_from_stdin, pick_paper
 
     try:
-        stdin_text = (
-            sys.stdin.read()
-            if (input is not None and str(input) == "-") or (input is None and title is None and not sys.stdin.isatty())
-            else None
+        piped = (input is not None and str(input) == "-") or (
+            input is None and title is None and abstract is None and not sys.stdin.isatty()
         )
         options = _read_options(field_map, fetch)
-        chosen = pick_paper(
-            path=input, query=paper, title=title, abstract=abstract, stdin_text=stdin_text, options=options
-        )
+        if piped and title is None and abstract is None:
+            # As bytes, so that standard input is checked as a file is (binary data, a PDF, a CSV).
+            chosen = paper_from_stdin(sys.stdin.buffer.read(), options)
+        else:
+            chosen = pick_paper(path=input, query=paper, title=title, abstract=abstract, options=options)
         settings = _settings(
             backend=backend,
             model=model,
@@ -362,12 +386,13 @@ def report_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="HTML file to write (default OUTDIR/report.html).")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write one self-contained HTML report of a run: charts, filters, claims with their evidence."""
     from .report import write_run_report
 
     try:
-        written = write_run_report(outdir, output)
+        written = write_run_report(outdir, output, force=force)
     except SummarizerError as exc:
         raise _fail(exc) from None
     for note in written.notes:
@@ -386,12 +411,13 @@ def eval_report_command(
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="A baseline run (e.g. evals/baseline.json) to compare with.")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Render an evaluation's report.json as an HTML dashboard (intervals, confusion heat map, changes)."""
     from .report import write_eval_report
 
     try:
-        written = write_eval_report(report, output, baseline=baseline)
+        written = write_eval_report(report, output, baseline=baseline, force=force)
     except SummarizerError as exc:
         raise _fail(exc) from None
     out.print(f"wrote {written}", highlight=False)

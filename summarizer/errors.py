@@ -83,6 +83,19 @@ class ExtractionFailed(LLMError):
     """The model kept producing output that fails validation after the last re-ask."""
 
 
+class ServiceError(SummarizerError):
+    """The model server refuses this run or cannot be reached: every paper would fail alike.
+
+    A bad key (HTTP 401), no access (403), no such model or path (404), or connections
+    refused over and over. A batch stops at once on it rather than failing paper by paper;
+    `status` is the HTTP status, None when no server answered.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class BudgetExceeded(SummarizerError):
     """A run reached its `--max-cost` or `--max-tokens` budget and stopped cleanly."""
 

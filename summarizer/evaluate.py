@@ -89,7 +89,7 @@ async def run_eval(
             async with semaphore:
                 outcomes[g.id] = await ex.extract_or_failure(paper)
             if store is not None:
-                store.put(key, g.id, outcomes[g.id])
+                store.put(key, g.id, outcomes[g.id], model=ex.backend.label)
         if on_paper is not None:
             on_paper(score_paper(g, paper, outcomes[g.id]))
 

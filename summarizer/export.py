@@ -17,8 +17,9 @@ import io
 import json
 import os
 import re
+import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .errors import OutputError
 from .schemas import Failure, Result, normalise_ws
 
 RECORDS = "records.jsonl"
+REJECTED = "records.rejected.jsonl"  # records.jsonl lines that failed the record checks on a resume
 FAILURES = "failures.jsonl"
 MANIFEST = "manifest.json"
 CSV_FILE = "records.csv"
@@ -55,8 +57,29 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        # On a read-only or vanished directory the clean-up fails as well; the first error is the one to report.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", path=path) from exc
+
+
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """Replace `path`'s content in its own blocks when it fits there (no new space needed); say whether done.
+
+    Not crash-safe like `atomic_write`: the last resort for a small file on a full disk.
+    """
+    data = text.encode("utf-8", errors="backslashreplace")
+    try:
+        with open(path, "r+b") as fh:
+            if len(data) > os.fstat(fh.fileno()).st_size:
+                return False
+            fh.write(data)
+            fh.truncate(len(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -224,8 +247,13 @@ class FailureLog:
 
 
 def file_digest(path: Path) -> dict[str, Any]:
+    """The manifest's entry for an input: its hash and size, or why there is none."""
     digest = hashlib.sha256()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            # A named pipe or a device was read once already; opening it again to hash it would
+            # wait for a writer that never comes (a run hung there, deaf to SIGTERM).
+            return {"path": str(path), "error": "not a regular file (a pipe or a device): not hashed"}
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
@@ -234,10 +262,14 @@ def file_digest(path: Path) -> dict[str, Any]:
         return {"path": str(path), "error": exc.strerror or str(exc)}
 
 
-def open_run_dir(outdir: Path) -> tuple[set[str], LineAppender, FailureLog, list[str]]:
+def open_run_dir(
+    outdir: Path, *, valid: Callable[[dict[str, Any]], bool] | None = None
+) -> tuple[set[str], LineAppender, FailureLog, list[str]]:
     """Repair what an interrupted run left; return the done ids, the two logs and what was repaired.
 
-    Callers hold the directory's lock: this rewrites files.
+    A records.jsonl line counts as done only if `valid` accepts it (a record that passes the
+    checks a fresh one passes); the others are moved to records.rejected.jsonl and their papers
+    are done again. Callers hold the directory's lock: this rewrites files.
     """
     records_path, failures_path = outdir / RECORDS, outdir / FAILURES
     notes: list[str] = []
@@ -247,15 +279,31 @@ def open_run_dir(outdir: Path) -> tuple[set[str], LineAppender, FailureLog, list
             notes.append(f"{path.name}: cut off an unfinished last line ({cut} bytes) left by an interrupted run")
     done: set[str] = set()
     kept: list[str] = []
+    rejected: list[str] = []
     lines = 0
     for _, value, line in iter_json_lines(records_path):
         lines += 1
         pid = record_id(value)
-        if pid is not None and pid not in done:
+        if pid is not None and value is not None and valid is not None and not valid(value):
+            rejected.append(line + "\n")
+        elif pid is not None and pid not in done:
             done.add(pid)
             kept.append(line + "\n")
+    if rejected:
+        # Kept, not deleted: the line may be someone's edit, and the paper is redone anyway.
+        aside = outdir / REJECTED
+        try:
+            with open(aside, "a", encoding="utf-8") as fh:
+                fh.write("".join(rejected))
+        except OSError as exc:
+            raise OutputError(f"cannot write {aside}: {exc.strerror or exc}", path=aside) from exc
+        notes.append(
+            f"{RECORDS}: {len(rejected)} record(s) fail the record checks (an unknown category, evidence not in "
+            f"the abstract, a missing field); moved to {REJECTED}, their papers are redone"
+        )
     if len(kept) != lines:
-        notes.append(f"{RECORDS}: dropped unreadable or duplicate lines; their papers are redone")
+        if len(kept) + len(rejected) != lines:
+            notes.append(f"{RECORDS}: dropped unreadable or duplicate lines; their papers are redone")
         atomic_write(records_path, "".join(kept))
     failed: dict[str, str] = {}
     lines = 0
@@ -364,11 +412,25 @@ def to_csv(results: Iterable[Result]) -> str:
     return buffer.getvalue()
 
 
+# C0 and C1 controls, DEL and the Unicode line and paragraph separators. csv quotes a field
+# holding \n but not a lone \r, and spreadsheets (and `splitlines`) start a new row at either:
+# text after one would begin a cell of its own, where a formula runs.
+_CELL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def cell_text(value: str) -> str:
+    """`value` as one inert spreadsheet cell: no control characters, never read as a formula."""
+    text = _CELL_CONTROLS.sub(" ", value)
+    # Spreadsheets skip leading blanks when they look for a formula, so test the first
+    # visible character, not the first one.
+    if text.lstrip()[:1] in _FORMULA_START:
+        return "'" + text
+    return text
+
+
 def _inert(value: Any) -> Any:
-    # Spreadsheets run a cell that starts with = + - @ as a formula; a paper title can.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
+    return cell_text(value) if isinstance(value, str) else value
 
 
 def to_parquet(results: Sequence[Result]) -> bytes:

@@ -34,6 +34,7 @@ from .schemas import (
     Provenance,
     Result,
     Usage,
+    read_back,
 )
 from .scored import SCORED_TEMPLATES, ScoredPipeline, SubAnswers, write_model
 from .settings import Settings
@@ -343,9 +344,10 @@ class Extractor:
         if self.cache is None:
             return None
         hit = self.cache.get(prepared.key)
-        if hit is None:
+        context = {"abstract": prepared.paper.abstract, **self.taxonomy.validation_context()}
+        result = read_back(hit, paper_id=prepared.paper.id, context=context) if hit is not None else None
+        if result is None:  # absent, damaged or tampered with: a miss, and the fresh record overwrites it
             return None
-        result = Result.model_validate(hit)
         result.provenance.cache_hit = True
         return result
 

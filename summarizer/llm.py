@@ -33,7 +33,7 @@ from pydantic import BaseModel, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from .errors import ConfigError, ExtractionFailed, LLMError, TransportError
+from .errors import ConfigError, ExtractionFailed, LLMError, ServiceError, TransportError
 from .schemas import Usage
 from .settings import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SHA256, InstructorMode, Settings
 
@@ -41,8 +41,24 @@ if TYPE_CHECKING:
     import openai
 
 log = logging.getLogger(__name__)
+# instructor logs each failed attempt at ERROR ("Total attempts: 1" when tenacity made six, the
+# server's error body). With no handler configured Python printed those to stderr, past --quiet
+# and into --log-format jsonl; the failure records say it right. An application that configures
+# logging still receives them (they propagate to its handlers).
+logging.getLogger("instructor").addHandler(logging.NullHandler())
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+
+#: Connections refused (or not made) in a row, with no answer from the server in between, after
+#: which the server counts as down and the run stops. Per backend, over all papers: at the
+#: default retry schedule one paper alone reaches it in about 7 s, where its six attempts took 31 s.
+CONNECT_FAILURES_TO_STOP = 4
+#: HTTP statuses that no retry and no other paper can fix: the key, the access or the address is wrong.
+_REFUSALS = {
+    401: "rejected the API key (HTTP 401); check OPENAI_API_KEY or SUMMARIZER_API_KEY",
+    403: "denied access (HTTP 403); check that the API key may use this model",
+    404: "has no such model or path (HTTP 404); check --model and --base-url (it usually ends in /v1)",
+}
 
 
 @dataclass
@@ -177,6 +193,19 @@ class _WaitHonouringRetryAfter:
         return float(self._backoff(state))
 
 
+def _failed_to_connect(exc: BaseException) -> bool:
+    """Whether `exc` (an openai error) means no connection was made: refused, no route, no such host."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the transport's error sits a few links down the cause chain
+        if seen is None:
+            return False
+        # By name: openai's transport is httpx or its fork httpx2, depending on the version.
+        if type(seen).__name__ in ("ConnectError", "ConnectTimeout"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def redact_url(url: str) -> str:
     """Drop credentials, query and fragment from a URL before it is logged or hashed."""
     parts = urlsplit(url)
@@ -220,6 +249,7 @@ class OpenAIBackend:
         self._client: openai.AsyncOpenAI | None = None
         self._create: Any = None
         self._logprobs: bool | None = None  # whether this server returns log-probabilities (None: not known yet)
+        self._connect_failures = 0  # in a row, over all papers; any answer from the server resets it
 
     @property
     def mode(self) -> InstructorMode:
@@ -257,7 +287,7 @@ class OpenAIBackend:
         self._client = openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self._base_url,
-            timeout=self._settings.timeout_s,
+            timeout=self._settings.request_timeout_s,
             max_retries=0,
         )
         mode = {
@@ -318,7 +348,7 @@ class OpenAIBackend:
                 with attempt:
                     if stats is not None:
                         stats.requests += 1
-                    response = await self._client.chat.completions.create(**kwargs)
+                    response = await self._request(kwargs)
         except json.JSONDecodeError as exc:
             # A 200 whose body is not JSON (a proxy's error page, a cut connection) is the
             # transport's fault, not the model's: it must not be spent as a re-ask.
@@ -328,6 +358,34 @@ class OpenAIBackend:
             ) from exc
         if stats is not None:
             stats.model_calls += 1
+        return response
+
+    async def _request(self, kwargs: dict[str, Any]) -> Any:
+        """One HTTP request; raises `ServiceError` for what stops the whole run (see `_REFUSALS`)."""
+        import openai
+
+        assert self._client is not None
+        where = redact_url(self._base_url or "https://api.openai.com/v1")
+        try:
+            response = await self._client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as exc:
+            self._connect_failures = 0
+            if exc.status_code in _REFUSALS:
+                # The server's own message is left out: a 401's may quote part of the key.
+                raise ServiceError(
+                    f"the server at {where} {_REFUSALS[exc.status_code]}", status=exc.status_code
+                ) from None
+            raise
+        except openai.APIConnectionError as exc:
+            if _failed_to_connect(exc):
+                self._connect_failures += 1
+                if self._connect_failures >= CONNECT_FAILURES_TO_STOP:
+                    raise ServiceError(
+                        f"cannot reach the server at {where}: {self._connect_failures} connection attempts in a "
+                        "row failed; check --base-url and that the server is running"
+                    ) from None
+            raise
+        self._connect_failures = 0
         return response
 
     async def complete(
@@ -345,15 +403,26 @@ class OpenAIBackend:
         system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
         call = _Call(schema=_schema_of(response_model), system=system)
         token = _CURRENT_CALL.set(call)
+        deadline = self._settings.resolved_paper_deadline_s
         try:
-            value = await self._create(
-                response_model=response_model,
-                messages=messages,
-                model=model,
-                max_retries=max_reasks,
-                **sampling,
-            )
+            # The deadline bounds every retry, re-ask and wait of this answer together.
+            async with asyncio.timeout(deadline):
+                value = await self._create(
+                    response_model=response_model,
+                    messages=messages,
+                    model=model,
+                    max_retries=max_reasks,
+                    **sampling,
+                )
+        except TimeoutError as exc:
+            raise TransportError(
+                f"no valid answer within the per-paper deadline of {deadline:g}s ({call.stats.requests} request(s))",
+                attempts=call.stats.requests,
+                reasks=max(call.stats.model_calls - 1, 0),
+            ) from exc
         except InstructorRetryException as exc:
+            if isinstance(exc.__cause__, ServiceError):  # not the paper's fault: the caller stops the run
+                raise exc.__cause__ from None
             raise _as_llm_error(exc, call.stats) from exc
         except IncompleteOutputException as exc:
             raise ExtractionFailed(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,19 @@ import jinja2
 from markupsafe import Markup
 
 from .errors import InputError, OutputError
-from .export import MANIFEST, RECORDS, atomic_write, file_digest, load_failures, load_results
+from .export import (
+    CSV_FILE,
+    DIGEST_FILE,
+    FAILURES,
+    MANIFEST,
+    PARQUET_FILE,
+    RECORDS,
+    REJECTED,
+    atomic_write,
+    file_digest,
+    load_failures,
+    load_results,
+)
 from .schemas import Failure, Result, normalise_ws
 from .sources import read_inputs
 
@@ -45,6 +58,14 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+# Every page carries this in its <head>: it is how `-o` tells a report it may replace from a
+# file it must not (a user's page, a run's records).
+GENERATOR_TAG = b'<meta name="generator" content="summarizer report">'
+# Pages written before the tag: these two lines open the <head> of every such page.
+_LEGACY_HEAD = (b'<meta http-equiv="Content-Security-Policy"', b'<meta name="referrer" content="no-referrer">')
+RUN_FILES = (RECORDS, FAILURES, MANIFEST, CSV_FILE, PARQUET_FILE, DIGEST_FILE, REJECTED, ".lock")
 
 
 def _now() -> str:
@@ -338,22 +359,84 @@ def _read_manifest(outdir: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def write_run_report(outdir: Path | str, output: Path | str | None = None) -> RunReport:
-    """Render OUTDIR's records, failures and inputs' abstracts to one HTML file (default OUTDIR/report.html)."""
+def is_own_report(path: Path) -> bool:
+    """Whether `path` is an HTML page that this module wrote (so replacing it loses nothing)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if not head.lstrip().lower().startswith(b"<!doctype html>"):
+        return False
+    return GENERATOR_TAG in head or all(line in head for line in _LEGACY_HEAD)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    # The name that atomic_write replaces (a link is replaced, not followed), or the file a
+    # link or hard link leads to: either way, `a` would stand where `b` is.
+    if a.parent.resolve() / a.name == b.parent.resolve() / b.name:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_report_target(target: Path, *, protected: Sequence[Path] = (), force: bool = False) -> None:
+    """Refuse to write a report over a file it must not replace.
+
+    Never over a `protected` file (a run's own files, its inputs, the report's sources), not
+    even with `force`; over any other existing file only if it is a report written here, or
+    with `force`.
+    """
+    for path in protected:
+        if _same_file(target, path):
+            raise OutputError(
+                f"refusing to write the report over {target}: it is {path.name}, which the report is made from; "
+                "choose another --output",
+                path=target,
+            )
+    if not target.parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {target.parent} does not exist", path=target)
+    if os.path.lexists(target) and not force and not is_own_report(target):
+        raise OutputError(
+            f"refusing to replace {target}: it is not a report written by summarizer; "
+            "choose another --output, or pass --force to replace it",
+            path=target,
+        )
+
+
+def _run_protected(directory: Path, manifest: dict[str, Any] | None) -> list[Path]:
+    protected = [directory / name for name in RUN_FILES]
+    for entry in (manifest or {}).get("inputs") or []:
+        raw = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(raw, str):
+            found = _locate(raw, directory)
+            protected.append(found if found is not None else Path(raw))
+    return protected
+
+
+def write_run_report(outdir: Path | str, output: Path | str | None = None, *, force: bool = False) -> RunReport:
+    """Render OUTDIR's records, failures and inputs' abstracts to one HTML file (default OUTDIR/report.html).
+
+    Refuses (OutputError) to write over the run's own files or inputs, and over any other file
+    that is not an earlier report unless `force`.
+    """
     directory = Path(outdir)
     if not (directory / RECORDS).is_file():
         raise OutputError(f"{directory} is not a run directory: it has no {RECORDS}")
+    target = Path(output) if output is not None else directory / REPORT_FILE
+    manifest = _read_manifest(directory)
+    # Checked before the work and again just before the write (the page takes a while).
+    check_report_target(target, protected=_run_protected(directory, manifest), force=force)
     results = load_results(directory)
     failures = load_failures(directory, done={r.record.paper_id for r in results})
-    manifest = _read_manifest(directory)
     abstracts = load_abstracts(directory, manifest)
     title = f"Paper digest · {directory.resolve().name}"
     page = render_run_report(
         results, failures, abstracts=abstracts, manifest=manifest, title=title, outdir=str(directory)
     )
-    target = Path(output) if output is not None else directory / REPORT_FILE
-    if not target.parent.is_dir():
-        raise OutputError(f"cannot write {target}: folder {target.parent} does not exist")
+    check_report_target(target, protected=_run_protected(directory, manifest), force=force)
     atomic_write(target, page)
     return RunReport(target, len(results), len(failures), abstracts.notes)
 
@@ -450,16 +533,19 @@ def render_eval_html(run: EvalRun, baseline: EvalRun | None = None) -> str:
 
 
 def write_eval_report(
-    report: Path | str, output: Path | str | None = None, *, baseline: Path | str | None = None
+    report: Path | str, output: Path | str | None = None, *, baseline: Path | str | None = None, force: bool = False
 ) -> Path:
-    """Render an eval's report.json (and optionally a baseline) to HTML (default: next to it, .html)."""
+    """Render an eval's report.json (and optionally a baseline) to HTML (default: next to it, .html).
+
+    Never over its sources; over another file only if it is an earlier report, or with `force`.
+    """
     from .evaluate import load_run
 
     source = Path(report)
+    target = Path(output) if output is not None else source.with_suffix(".html")
+    sources = [source] + ([Path(baseline)] if baseline is not None else [])
+    check_report_target(target, protected=sources, force=force)
     run = load_run(source)
     base = load_run(Path(baseline)) if baseline is not None else None
-    target = Path(output) if output is not None else source.with_suffix(".html")
-    if not target.parent.is_dir():
-        raise OutputError(f"cannot write {target}: folder {target.parent} does not exist")
     atomic_write(target, render_eval_html(run, base))
     return target

@@ -30,6 +30,36 @@ def normalise_ws(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+# Terminal escape sequences, removed whole (a lone ESC taken out would leave "[2J" behind).
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves, clear screen
+    r"|\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC: window titles, OSC 8 links (to BEL or ST)
+    r"|\x1b[PX^_][^\x1b\x9c]*(?:\x1b\\|\x9c)?"  # DCS, SOS, PM and APC strings
+    r"|\x1b[ -/]*[0-~]?"  # any other escape, and a lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]?"  # the same as 8-bit C1 controls
+    r"|[\x90\x98\x9d-\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+)
+# What is left: C0 controls but tab and newline, DEL, C1, and the bidirectional overrides and
+# isolates that reorder what a terminal or editor shows.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_controls(text: str) -> str:
+    """`text` without terminal escape sequences or control characters (each of those becomes a space).
+
+    Applied to every string a model generates before it is stored: model output is steerable
+    by the abstract, and it is printed to terminals and written to digests and spreadsheets.
+    """
+    if text.isprintable():  # the fast path: nearly every string
+        return text
+    return _CONTROLS.sub(" ", _ESCAPES.sub("", text))
+
+
+def _generated(value: Any) -> Any:
+    """A `mode="before"` validator: clean a string before its length and content checks see it."""
+    return strip_controls(value) if isinstance(value, str) else value
+
+
 def _optional_mark(base: str) -> bool:
     """Whether ordinary spelling treats a mark on `base` as optional (an accent, a vowel point).
 
@@ -164,6 +194,8 @@ class Method(BaseModel):
     description: str = Field(min_length=1, max_length=400)
     evidence: str | None = None
 
+    _clean = field_validator("description", mode="before")(_generated)
+
     @field_validator("name", "evidence")
     @classmethod
     def _verbatim(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -199,6 +231,8 @@ class Claim(BaseModel):
     statement: str = Field(min_length=1, max_length=400)
     evidence: str = Field(min_length=1)
 
+    _clean = field_validator("statement", mode="before")(_generated)
+
     _evidence_in_abstract = field_validator("evidence")(_verbatim_evidence)
 
 
@@ -206,6 +240,8 @@ class Category(BaseModel):
     primary: str
     secondary: list[str] = Field(default_factory=list, max_length=MAX_SECONDARY)
     rationale: str = Field(min_length=1, max_length=600)
+
+    _clean = field_validator("rationale", mode="before")(_generated)
 
     @model_validator(mode="after")
     def _known_ids(self, info: ValidationInfo) -> Category:
@@ -249,6 +285,8 @@ class PaperRecord(BaseModel):
     needs_review: bool = False
     review_reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+
+    _clean = field_validator("summary", "title", mode="before")(_generated)
 
     @field_validator("summary")
     @classmethod
@@ -307,6 +345,28 @@ class Result(BaseModel):
     provenance: Provenance
 
 
+def read_back(
+    value: str | dict[str, Any], *, paper_id: str | None = None, context: dict[str, Any] | None = None
+) -> Result | None:
+    """A stored result (a cache entry, a records.jsonl line) if it passes the checks a fresh one
+    passed, else None: what fails is treated as absent, and its paper is done again.
+
+    `context` is the validation context of a fresh record: the taxonomy's ids and, where the
+    paper is known, its abstract (for the evidence and names). Without them only the shape is
+    checked. A file can be edited, and a cache shared: neither is trusted because we wrote it.
+    """
+    try:
+        if isinstance(value, str):
+            result = Result.model_validate_json(value, context=context)
+        else:
+            result = Result.model_validate(value, context=context)
+    except ValidationError:
+        return None
+    if paper_id is not None and result.record.paper_id != paper_id:
+        return None
+    return result
+
+
 class Failure(BaseModel):
     """A paper that got no record, with the reason; never a partial record."""
 
@@ -321,6 +381,9 @@ class Failure(BaseModel):
     source: str | None = None
     line: int | None = None
     finished_at: str
+
+    # A reason can quote the model's rejected answer, and the raw answer is kept as it came.
+    _clean = field_validator("reason", "last_completion", mode="before")(_generated)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -9,11 +9,14 @@ cache.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -27,6 +30,14 @@ InstructorMode = Literal["auto", "llamacpp_json", "json_schema", "json", "md_jso
 DEFAULT_MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 DEFAULT_MODEL_SIZE = 1_117_320_768
 DEFAULT_MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+
+
+#: (request timeout, per-paper deadline) in seconds, per backend. A remote API answers in seconds
+#: (120 s leaves a slow local server 900 tokens at under 10 tokens/s); the embedded model's
+#: longest answer on 2 cores (a cold 1,700-token prompt, then up to 900 tokens at ~12 tokens/s) is
+#: about 2 minutes, the longest seen 115 s. The deadline bounds all of a paper's retries,
+#: re-asks and Retry-After waits, which at one request's timeout times six attempts was an hour.
+BACKEND_TIMEOUTS = {"openai": (120.0, 600.0), "embedded": (300.0, 900.0)}
 
 
 def _default_prompts_dir() -> Path:
@@ -85,7 +96,10 @@ class Settings(BaseSettings):
     )
 
     # --- operational (never part of the cache key) ----------------------------------
-    timeout_s: float = Field(600.0, gt=0)
+    timeout_s: float | None = Field(None, gt=0, description="Per request; default: the backend's (BACKEND_TIMEOUTS).")
+    paper_deadline_s: float | None = Field(
+        None, gt=0, description="Per paper, all its retries and re-asks together; default: the backend's."
+    )
     max_retries: int = Field(5, ge=0, description="Transport retries per call (timeouts, 429, 5xx).")
     retry_max_wait_s: float = Field(60.0, gt=0)
     concurrency: int = Field(8, ge=1)
@@ -123,6 +137,14 @@ class Settings(BaseSettings):
         return self.calibration_path or self.prompts_dir / "calibration.json"
 
     @property
+    def request_timeout_s(self) -> float:
+        return self.timeout_s or BACKEND_TIMEOUTS[self.resolved_backend][0]
+
+    @property
+    def resolved_paper_deadline_s(self) -> float:
+        return self.paper_deadline_s or BACKEND_TIMEOUTS[self.resolved_backend][1]
+
+    @property
     def resolved_taxonomy_path(self) -> Path:
         return self.taxonomy_path or self.prompts_dir / "taxonomy.toml"
 
@@ -138,10 +160,12 @@ class Settings(BaseSettings):
         }
 
     def check(self) -> None:
-        if self.base_url and ("@" in (urlsplit(self.base_url).netloc or "")):
-            # The openai client's own debug log prints its base URL, so a key in it would leak.
+        where = url_credentials(self.base_url) if self.base_url else None
+        if where:
+            # The openai client's own debug log prints its base URL (and the manifest keeps its
+            # path), so a key anywhere in it would leak. The message does not echo the URL.
             raise ConfigError(
-                "the base URL carries credentials (user:password@host); give the key in "
+                f"the base URL carries credentials ({where}); give the key in "
                 "SUMMARIZER_API_KEY or OPENAI_API_KEY and the URL without them"
             )
         if self.resolved_backend == "openai" and not self.base_url and not self.api_key:
@@ -151,3 +175,52 @@ class Settings(BaseSettings):
             )
         if self.model_path is not None and not self.model_path.is_file():
             raise ConfigError(f"model file {self.model_path} does not exist")
+
+
+# Path segments that are keys: the prefixes of common providers' keys, or a long random token
+# (no endpoint path segment is 32 characters of letters and digits mixed).
+_KEY_SEGMENT = re.compile(r"^(?:sk|rk|gsk|hf|xai)[-_][\w-]{8,}$|^AIza[\w-]{20,}$")
+_TOKEN_SEGMENT = re.compile(r"^(?=[\w.~-]*\d)(?=[\w.~-]*[A-Za-z])[\w.~-]{32,}$")
+
+
+def url_credentials(url: str) -> str | None:
+    """Where `url` seems to carry a secret (user:password@, a query string or fragment, a key-like
+    path segment), or None. A query string is refused whole: any parameter of one can be a key."""
+    parts = urlsplit(url)
+    if "@" in (parts.netloc or ""):
+        return "user:password@host"
+    if parts.query or parts.fragment:
+        return "a query string or fragment"
+    for segment in parts.path.split("/"):
+        if _KEY_SEGMENT.match(segment) or _TOKEN_SEGMENT.match(segment):
+            return "a key-like part of the path"
+    return None
+
+
+# Values never echoed in an error: a key, or a URL that may carry one.
+_UNECHOED = frozenset({"api_key", "base_url"})
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, *, names: Mapping[str, str] | None = None) -> Settings:
+    """`Settings(**overrides)`, where a bad value is a one-line `ConfigError` naming where it came from.
+
+    `names` maps an override's field to what the caller calls it (a CLI option); a value from
+    the environment is named by its variable. The message says what values are allowed.
+    """
+    given = dict(overrides or {})
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            if field in given:
+                where = (names or {}).get(field, field)
+            else:
+                where = next(
+                    (v for v in (f"SUMMARIZER_{field.upper()}", f"OPENAI_{field.upper()}") if v in os.environ),
+                    f"SUMMARIZER_{field.upper()}",
+                )
+            value = "" if field in _UNECHOED else f"={error.get('input')!r}"[:80]
+            problems.append(f"{where}{value}: {error['msg']}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None

@@ -18,6 +18,7 @@ to `on_error` too, and without a callback it is not raised.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from .dumps import looks_like_feed, looks_like_page, read_feed, read_page
 from .errors import InputError, InputWarning
 from .formats import ReadOptions, adapt_record, arxiv_ids, fetched_records, looks_like_atom, read_atom, read_bibtex
-from .inputtext import ErrorHandler, clean, display_path, ignore, lines, make_paper, read_text
+from .inputtext import ErrorHandler, clean, decode, display_path, ignore, lines, make_paper, read_text
 from .schemas import Paper, normalise_title, normalise_ws
 from .structured import JSON_ERRORS, json_problem, loads, paper_from_record, papers_from_records, read_csv, read_json
 
@@ -299,3 +300,32 @@ def pick_paper(
             path=display_path(p),
         )
     return papers[0]
+
+
+def paper_from_stdin(data: bytes, options: ReadOptions | None = None) -> Paper:
+    """The paper piped to a per-paper command, checked as a file is.
+
+    Binary data, a PDF or an archive is refused, bad bytes are repaired as in a file, and a
+    table or a list of records (a CSV, JSON Lines, a JSON array) is refused rather than sent
+    to the model as if it were one paper's text.
+    """
+    source = "<stdin>"
+    text = decode(data, source, ignore)
+    body = text.strip()
+    first = body.partition("\n")[0]
+    kind = None
+    if body.startswith("["):
+        kind = "a JSON array"
+    elif body.startswith("{") and sum(line.lstrip().startswith("{") for line in body.splitlines()) > 1:
+        kind = "JSON Lines"
+    else:
+        header = {field.strip().strip('"').strip().casefold() for field in re.split(r"[,;\t]", first)}
+        if len(header) > 1 and header & {"title", "abstract"}:
+            kind = "a CSV table"
+    if kind is not None:
+        raise InputError(
+            f"standard input holds {kind}, not one paper; save it to a file with its extension and pass the "
+            "file (choose a paper with --paper)",
+            path=source,
+        )
+    return paper_from_text(text, source, options)

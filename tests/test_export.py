@@ -183,3 +183,29 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas() -> None:
     text = to_csv([make_result('=HYPERLINK("http://x") Paper', "learning_from_feedback")])
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["title"].startswith("'=HYPERLINK")
+
+
+@pytest.mark.parametrize("control", ["\r", "\n", "\r\n", "\t", "\x1b", "\x0b", "\x0c", "\x85", "\u2028"])
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_csv_control_characters_cannot_start_a_row_or_a_formula(control: str, start: str) -> None:
+    # A model answer (which an abstract can steer) with a lone \r once split the row, and the
+    # text after it began a new line with a live formula.
+    from summarizer.export import to_csv
+
+    payload = f"{start}cmd|' /C calc'!A0"
+    result = make_result("A title", "learning_from_feedback")
+    # model_copy skips validation (which strips controls from generated text): the CSV guard
+    # must hold by itself, for records stored before that, or read back from elsewhere.
+    hostile = {"title": f"{control}{payload}", "summary": f"A method.{control}{payload}"}
+    record = result.record.model_copy(update=hostile)
+    text = to_csv([result.model_copy(update={"record": record})])
+    physical = re.split(r"\r\n|[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]", text.rstrip("\n"))
+    assert len(physical) == 2, physical  # the header and one row: nothing split it
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f]", text.rstrip("\n").replace("\n", "", 1))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 1
+    assert rows[0]["title"].startswith("'") and payload in rows[0]["title"]
+    assert rows[0]["summary"] == f"A method. {payload}"
+    for line in physical[1:]:
+        for cell in next(csv.reader([line])):
+            assert cell.lstrip()[:1] not in ("=", "+", "-", "@"), cell

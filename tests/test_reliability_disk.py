@@ -8,6 +8,7 @@ fails half-way through a line, by patching os.write.)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -74,6 +75,10 @@ def test_full_disk_stops_with_one_clear_line_and_keeps_every_record(tmp_path: Pa
         audit = audit_run(out, papers)
         assert not (audit.invalid or audit.duplicated or audit.torn), (line, audit.problems())
         assert 40 < audit.records < 120
+        # The manifest says the run stopped, and why (it said "running" before: no room for a copy).
+        meta = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        assert meta["status"] == "error" and "No space left on device" in meta["stop_reason"], meta
+        assert meta["finished_at"] is not None
         # Space again: the same command finishes the run.
         ballast.unlink()
         proc = tag(tmp_path / "papers.jsonl", out, server, tmp_path / "cache")
@@ -127,3 +132,58 @@ async def test_full_disk_at_export_time_says_the_records_are_complete(tmp_path: 
         assert f"summarizer export {out}" in full.value.message
         assert (out / RECORDS).read_bytes() == records
         assert audit_run(out, papers).clean
+
+
+@pytest.mark.parametrize("command", [["export"], ["report"], ["report", "-o", "{out}/page.html"]])
+def test_export_and_report_into_a_read_only_directory_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    # atomic_write's clean-up of its temporary file raised EROFS too, and that printed a traceback.
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        out = disk / "out"
+        out.mkdir()
+        (out / RECORDS).write_text("", encoding="utf-8")
+        remount(disk, "ro")
+        try:
+            args = [part.format(out=out) for part in command]
+            result = CliRunner().invoke(app, [args[0], str(out), *args[1:]])
+        finally:
+            remount(disk, "rw")
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.exception
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: cannot write"), result.output
+        assert "Read-only file system" in lines[0] and str(out) in lines[0]
+        assert sorted(p.name for p in out.iterdir()) == [RECORDS]
+
+
+async def test_a_cache_on_a_read_only_mount_is_read_and_not_written(tmp_path: Path) -> None:
+    # It was not even read: diskcache opens its index with a write lock, which a read-only mount refuses.
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+    from summarizer.progress import Event, Notice
+
+    make_inputs(tmp_path / "papers.jsonl", 12)
+    with tmpfs(tmp_path / "disk", "8m") as disk, ScriptedServer() as server:
+        cache = disk / "cache"
+        settings = Settings(backend="openai", base_url=server.base_url, model="scripted", cache_dir=cache)
+        await run_tag(tmp_path / "papers.jsonl", tmp_path / "first", settings, export=False)
+        sent = len(server.requests)
+        before = {p.name: p.read_bytes() for p in cache.iterdir()}
+        remount(disk, "ro")
+        try:
+            events: list[Event] = []
+            summary = await run_tag(tmp_path / "papers.jsonl", tmp_path / "second", settings, sink=events.append)
+            stats = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(cache)])
+            after = {p.name: p.read_bytes() for p in cache.iterdir()}
+        finally:
+            remount(disk, "rw")
+        resent = len(server.requests) - sent
+    assert (summary.done, summary.cached, resent) == (12, 12, 0)  # every paper served from the cache
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert len(notes) == 1 and "cannot be written" in notes[0] and str(cache) in notes[0], notes
+    assert stats.exit_code == 0 and "12 records" in stats.output, stats.output
+    assert after == before
