@@ -198,7 +198,7 @@ class _Run:
         """Copy cache hits straight to records.jsonl; hand the misses to the workers as found."""
         cache, key_for = self.ex.cache, self.ex.key_for
         assert self.records is not None and self.failures is not None
-        if cache is None:
+        if cache is None or not self.ex.cacheable:
             for paper in papers:
                 queue.put_nowait(paper)
             return
@@ -520,6 +520,15 @@ async def run_tag(
             done, records, failures, notes = open_run_dir(directory, valid=valid)
             for note in notes:
                 emit(Notice(note))
+            # After the lock (another run's directory is refused without asking the server), before
+            # any key: the model the server reports is in every key from here on.
+            try:
+                await extractor.start()
+            except BaseException:
+                failures.close()
+                records.close()
+                raise
+            price = price_for(extractor.backend.identity, settings)
             pending = [p for p in papers if p.id not in done]
             summary.skipped = len(papers) - len(pending)
             base = {

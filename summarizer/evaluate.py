@@ -60,6 +60,12 @@ async def run_eval(
         raise InputError(f"gold papers not found in the paper files: {', '.join(unknown[:10])}", path=gold_path)
     own = extractor is None
     ex = extractor or Extractor(settings)
+    try:
+        await ex.start()  # keys name the model the server reports
+    except BaseException:
+        if own:
+            await ex.aclose()
+        raise
     store = ReplayStore.load(replay_path) if replay_path is not None else None
     if store is not None and replay_path is not None and not live:
         absent = [g.id for g in gold if ex.key_for(papers[g.id]) not in store]

@@ -212,6 +212,7 @@ class Extractor:
         if cache is None and self.settings.use_cache:
             cache = ResponseCache(self.settings.cache_dir)
         self.cache = cache
+        self._started = False
         self.scored: ScoredPipeline | None = None
         mode = self.settings.decisions
         if mode == "scored" or (mode == "auto" and self.backend.cheap_questions):
@@ -261,6 +262,24 @@ class Extractor:
     def prompt_hash(self) -> str:
         """The hash of the prompt files this extractor renders."""
         return self.scored.prompts.content_hash if self.scored is not None else self.prompts.content_hash
+
+    async def start(self) -> None:
+        """Complete the backend's identity before any key is made (idempotent).
+
+        With no model configured, a server's model is known only once it is asked; a key made
+        before would hold no model, and another model behind the same URL would be served the
+        first one's records.
+        """
+        if self._started:
+            return
+        await self.backend.resolve()
+        self.__dict__.pop("_key_frame", None)
+        self._started = True
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether records may be read from and written to the cache: only under a known model."""
+        return self.cache is not None and bool(self.backend.identity.get("model"))
 
     def key_parts(self, title: str, abstract: str) -> dict[str, Any]:
         parts: dict[str, Any] = {
@@ -341,7 +360,7 @@ class Extractor:
         )
 
     def cached(self, prepared: Prepared) -> Result | None:
-        if self.cache is None:
+        if self.cache is None or not self.cacheable:
             return None
         hit = self.cache.get(prepared.key)
         context = {"abstract": prepared.paper.abstract, **self.taxonomy.validation_context()}
@@ -354,6 +373,7 @@ class Extractor:
     async def extract(self, paper: Paper) -> Result:
         """Return a verified record for `paper` or raise an `LLMError` saying why not."""
         started, t0 = _now(), time.perf_counter()
+        await self.start()
         prepared = self.prepare(paper)
         hit = self.cached(prepared)
         if hit is not None:
@@ -368,7 +388,9 @@ class Extractor:
                 prepared.names,
                 max_reasks=self.settings.max_reasks,
                 sampling=sampling,
-                store=SubAnswers(self.cache, self.backend.identity) if self.cache is not None else None,
+                store=SubAnswers(self.cache, self.backend.identity)
+                if self.cache is not None and self.cacheable
+                else None,
             )
             completion, decided, decision_requests = outcome.completion, outcome.raw.usage, outcome.raw.requests
         else:
@@ -407,7 +429,7 @@ class Extractor:
             finished_at=_now(),
         )
         result = Result(record=record, provenance=provenance)
-        if self.cache is not None:
+        if self.cache is not None and self.cacheable:
             self.cache.set(prepared.key, result.model_dump(mode="json"))
         return result
 

@@ -106,6 +106,9 @@ class FakeBackend:
     def label(self) -> str:
         return f"fake:{self.model}"
 
+    async def resolve(self) -> None:
+        return None
+
     @property
     def max_concurrency(self) -> int | None:
         return None

@@ -121,6 +121,11 @@ class Backend(Protocol):
     @property
     def label(self) -> str: ...
 
+    async def resolve(self) -> None:
+        """Learn what the server says about itself that changes outputs (the model it serves when
+        none was configured), so that `identity` is complete before any cache key is made."""
+        ...
+
     @property
     def cheap_questions(self) -> bool:
         """Whether many short requests per paper cost little: a local server that keeps the
@@ -298,6 +303,9 @@ class OpenAIBackend:
             "tools": instructor.Mode.TOOLS,
         }[self._mode]
         self._create = instructor.patch(create=self._send, mode=mode)
+
+    async def resolve(self) -> None:
+        await self.resolve_model()
 
     async def resolve_model(self) -> str:
         """Ask the server for its model when none was configured (llama.cpp, vLLM with one model)."""
@@ -754,6 +762,9 @@ class EmbeddedBackend:
     @property
     def identity(self) -> dict[str, str]:
         return {"backend": "embedded", "model": self._model_id, "mode": "llamacpp_json"}
+
+    async def resolve(self) -> None:
+        """Nothing to ask: the model file's hash is the identity, known without starting the server."""
 
     async def _ensure_started(self) -> OpenAIBackend:
         async with self._lock:

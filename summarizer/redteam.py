@@ -254,6 +254,12 @@ async def run_injection_suite(
         raise InputError(f"injection cases name papers not in the paper files: {', '.join(missing)}")
     own = extractor is None
     ex = extractor or Extractor(settings)
+    try:
+        await ex.start()  # keys name the model the server reports
+    except BaseException:
+        if own:
+            await ex.aclose()
+        raise
     store = ReplayStore.load(replay_path) if replay_path is not None else None
     semaphore = asyncio.Semaphore(min(settings.concurrency, ex.backend.max_concurrency or settings.concurrency))
 

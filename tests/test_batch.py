@@ -579,3 +579,46 @@ async def test_rich_display_runs_and_shows_paper_text_literally(tmp_path: Path) 
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "A [bold red]marked[/] title" in text and "no [i]valid[/i] answer" in text
     assert "failed" in text and "resume" in text
+
+
+async def test_a_server_with_another_model_behind_the_same_url_is_not_served_the_cache(tmp_path: Path) -> None:
+    # With no --model, the key holds the model the server reports: before, it held "" and a
+    # server restarted with another model behind the same URL got the first model's records.
+    inputs = tmp_path / "papers.jsonl"
+    write_jsonl(inputs, 3)
+    runs = []
+    with ScriptedServer() as server:
+        s = Settings(backend="openai", base_url=server.base_url, cache_dir=tmp_path / "cache", max_retries=0)
+        for n, model in enumerate(("model-a", "model-b", "model-a")):
+            server.model = model  # what /v1/models reports from now on
+            before = len(server.hits)
+            summary = await run_tag([inputs], tmp_path / f"out-{n}", s, export=False)
+            runs.append((summary, len(server.hits) - before, manifest(tmp_path / f"out-{n}")))
+    (_, a_requests, a_manifest), (_, b_requests, b_manifest), (again, again_requests, _) = runs
+    assert a_requests == 3 and b_requests == 3  # model B was asked, not served model A's records
+    assert again_requests == 0 and again.cached == 3  # model A's own records are still its own
+    assert a_manifest["settings"]["model"] == "openai:model-a" and b_manifest["settings"]["model"] == "openai:model-b"
+
+
+async def test_summarize_keys_by_the_reported_model_too(tmp_path: Path) -> None:
+    paper = read_inputs([SEEDS[0]])[0]
+    keys = []
+    with ScriptedServer() as server:
+        s = Settings(backend="openai", base_url=server.base_url, cache_dir=tmp_path / "cache", max_retries=0)
+        for model in ("model-a", "model-b"):
+            server.model = model
+            async with Extractor(s) as ex:
+                result = await ex.extract(paper)
+            keys.append(result.provenance.cache_key)
+            assert not result.provenance.cache_hit and result.provenance.model == f"openai:{model}"
+    assert keys[0] != keys[1]
+
+
+async def test_nothing_is_cached_under_an_unknown_model(tmp_path: Path) -> None:
+    paper = read_inputs([SEEDS[0]])[0]
+    s = settings(tmp_path)
+    for _ in range(2):
+        async with Extractor(s, backend=FakeBackend(responder=valid_answer, model="")) as ex:
+            assert not ex.cacheable
+            result = await ex.extract(paper)
+        assert not result.provenance.cache_hit
