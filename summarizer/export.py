@@ -36,7 +36,8 @@ MANIFEST = "manifest.json"
 CSV_FILE = "records.csv"
 PARQUET_FILE = "records.parquet"
 DIGEST_FILE = "digest.md"
-FORMATS = ("csv", "parquet", "md")
+FORMATS = ("csv", "parquet", "md")  # written by every run, and by `export` unless told which
+LIBRARY_FORMATS = ("notes", "bibtex")  # only on request: summarizer.library
 
 
 # --------------------------------------------------------------------------------------
@@ -565,14 +566,18 @@ def identity_line(src: PaperSource) -> str:
 # The whole export
 
 
-def export_run(outdir: Path | str, *, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
-    """Regenerate records.csv, records.parquet and digest.md from a run directory's records.jsonl."""
+def export_run(
+    outdir: Path | str, *, formats: Sequence[str] = FORMATS, template: Path | None = None
+) -> dict[str, Path]:
+    """Regenerate the requested exports (default CSV, Parquet, digest) from a run directory's records.jsonl."""
     directory = Path(outdir)
     if not (directory / RECORDS).is_file():
         raise OutputError(f"{directory} is not a run directory: it has no {RECORDS}")
-    unknown = sorted(set(formats) - set(FORMATS))
+    unknown = sorted(set(formats) - set(FORMATS) - set(LIBRARY_FORMATS))
     if unknown:
-        raise OutputError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+        raise OutputError(f"unknown export format(s) {unknown}; choose from {[*FORMATS, *LIBRARY_FORMATS]}")
+    if template is not None and "notes" not in formats:
+        raise OutputError("--template is the notes' template: use it with --format notes")
     results = load_results(directory)
     written: dict[str, Path] = {}
     if "csv" in formats:
@@ -585,4 +590,11 @@ def export_run(outdir: Path | str, *, formats: Sequence[str] = FORMATS) -> dict[
         failures = load_failures(directory, done={r.record.paper_id for r in results})
         written["md"] = directory / DIGEST_FILE
         atomic_write(written["md"], render_digest(results, failures))
+    if "notes" in formats or "bibtex" in formats:
+        from .library import write_bibtex, write_notes  # it imports this module
+
+        if "notes" in formats:
+            written["notes"] = write_notes(directory, results, template)
+        if "bibtex" in formats:
+            written["bibtex"] = write_bibtex(directory, results)
     return written
