@@ -59,7 +59,7 @@ from .progress import (
     Sink,
     Status,
 )
-from .schemas import Failure, Paper, Result, Usage, read_back
+from .schemas import Failure, Paper, PaperSource, Result, Usage, read_back
 from .settings import Settings
 from .sources import ReadOptions, read_inputs
 
@@ -214,6 +214,7 @@ class _Run:
                     queue.put_nowait(paper)
                     continue
                 hit.provenance.cache_hit = True
+                hit.source = PaperSource.of(paper)  # this input's identity: the cache holds none
                 lines.append(canonical_json(hit.model_dump(mode="json")))
                 if self.failures.entries:
                     self.failures.discard(paper.id)

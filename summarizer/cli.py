@@ -366,14 +366,22 @@ def tag(
 def export_command(
     outdir: Annotated[Path, typer.Argument(help="A run directory written by `summarizer tag`.")],
     formats: Annotated[
-        list[str] | None, typer.Option("--format", "-f", help="csv, parquet or md; repeat for several (default all).")
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv, parquet, md (the default three), notes (OUTDIR/notes/*.md) or bibtex (records.bib); repeatable.",
+        ),
+    ] = None,
+    template: Annotated[
+        Path | None, typer.Option("--template", help="Jinja template for --format notes (default: the built-in one).")
     ] = None,
 ) -> None:
-    """Regenerate records.csv, records.parquet and digest.md from OUTDIR/records.jsonl."""
+    """Regenerate records.csv, records.parquet and digest.md (or the formats named) from OUTDIR/records.jsonl."""
     from .export import FORMATS, export_run
 
     try:
-        written = export_run(outdir, formats=formats or FORMATS)
+        written = export_run(outdir, formats=formats or FORMATS, template=template)
     except SummarizerError as exc:
         raise _fail(exc) from None
     for path in written.values():

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import OutputError
-from .schemas import Failure, Result, normalise_ws
+from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
 
 RECORDS = "records.jsonl"
 REJECTED = "records.rejected.jsonl"  # records.jsonl lines that failed the record checks on a resume
@@ -36,7 +36,8 @@ MANIFEST = "manifest.json"
 CSV_FILE = "records.csv"
 PARQUET_FILE = "records.parquet"
 DIGEST_FILE = "digest.md"
-FORMATS = ("csv", "parquet", "md")
+FORMATS = ("csv", "parquet", "md")  # written by every run, and by `export` unless told which
+LIBRARY_FORMATS = ("notes", "bibtex")  # only on request: summarizer.library
 
 
 # --------------------------------------------------------------------------------------
@@ -324,6 +325,12 @@ def open_run_dir(
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("paper_id", "string"),
     ("title", "string"),
+    ("input_id", "string"),
+    ("authors", "string"),
+    ("date", "string"),
+    ("url", "string"),
+    ("doi", "string"),
+    ("link", "string"),
     ("primary_category", "string"),
     ("secondary_categories", "string"),
     ("contribution_type", "string"),
@@ -365,10 +372,16 @@ def _dump(value: Any) -> str:
 
 
 def row(result: Result) -> dict[str, Any]:
-    r, p = result.record, result.provenance
+    r, p, src = result.record, result.provenance, result.source or PaperSource()
     return {
         "paper_id": r.paper_id,
         "title": r.title,
+        "input_id": src.id,
+        "authors": "; ".join(src.authors or []) or None,
+        "date": src.date,
+        "url": src.url,
+        "doi": src.doi,
+        "link": src.link,
         "primary_category": r.category.primary,
         "secondary_categories": "; ".join(r.category.secondary),
         "contribution_type": r.contribution_type,
@@ -433,14 +446,42 @@ def _inert(value: Any) -> Any:
     return cell_text(value) if isinstance(value, str) else value
 
 
+# Parquet holds lists as lists: the CSV's "; "-joined and JSON-string columns become typed
+# list and struct columns (queried in DuckDB or polars without parsing), the rest as in the CSV.
+_JSON_COLUMNS = ("datasets_json", "claims_json")
+_LIST_COLUMNS = ("authors", "secondary_categories", "review_reasons", "warnings")
+
+
+def parquet_schema() -> Any:
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
+    nested = {
+        **{name: pa.list_(pa.string()) for name in _LIST_COLUMNS},
+        "datasets": pa.list_(pa.struct([("name", pa.string()), ("role", pa.string()), ("evidence", pa.string())])),
+        "claims": pa.list_(pa.struct([("statement", pa.string()), ("evidence", pa.string())])),
+    }
+    return pa.schema([(name, nested.get(name, types[kind])) for name, kind in COLUMNS if name not in _JSON_COLUMNS])
+
+
+def parquet_row(result: Result) -> dict[str, Any]:
+    r = result.record
+    flat = {k: v for k, v in row(result).items() if k not in _JSON_COLUMNS}
+    return flat | {
+        "authors": result.source.authors if result.source else None,
+        "secondary_categories": r.category.secondary,
+        "review_reasons": r.review_reasons,
+        "warnings": r.warnings,
+        "datasets": [d.model_dump() for d in r.datasets],
+        "claims": [c.model_dump() for c in r.claims],
+    }
+
+
 def to_parquet(results: Sequence[Result]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
-    schema = pa.schema([(name, types[kind]) for name, kind in COLUMNS])
-    rows = [row(r) for r in results]
-    table = pa.Table.from_pylist(rows, schema=schema)
+    table = pa.Table.from_pylist([parquet_row(r) for r in results], schema=parquet_schema())
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
@@ -488,8 +529,14 @@ def render_digest(results: Sequence[Result], failures: Sequence[Failure] = (), *
 
 
 def _digest_entry(result: Result) -> list[str]:
-    r = result.record
-    lines = [f"- **{md_escape(r.title)}**: {md_escape(r.summary)}"]
+    r, src = result.record, result.source
+    title = f"**{md_escape(r.title)}**"
+    link = src.link if src else None
+    if link:
+        title = f"[{title}](<{link}>)"
+    lines = [f"- {title}: {md_escape(r.summary)}"]
+    if src is not None and (identity := identity_line(src)):
+        lines.append(f"  - Source: {identity}")
     method = md_escape(r.method.description)
     if r.method.name:
         method = f"**{md_escape(r.method.name)}**: {method}"
@@ -499,18 +546,38 @@ def _digest_entry(result: Result) -> list[str]:
     return lines
 
 
+def short_authors(authors: Sequence[str] | None, limit: int = 5) -> str:
+    names = [normalise_ws(a) for a in authors or [] if a.strip()]
+    return ", ".join(names) if len(names) <= limit else ", ".join(names[:3]) + " et al."
+
+
+def identity_line(src: PaperSource) -> str:
+    """Authors · date · id · DOI · URL, escaped for Markdown; a URL that is not a link stays text."""
+    parts = [md_escape(short_authors(src.authors))] if src.authors else []
+    parts += [md_escape(v) for v in (src.date, f"id {src.id}" if src.id else None) if v]
+    if src.doi:
+        parts.append(md_escape(f"DOI {src.doi}"))
+    if src.url and web_link(src.url) is None:  # not http(s): shown, never linked
+        parts.append(md_escape(f"URL {src.url}"))
+    return " · ".join(p for p in parts if p)
+
+
 # --------------------------------------------------------------------------------------
 # The whole export
 
 
-def export_run(outdir: Path | str, *, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
-    """Regenerate records.csv, records.parquet and digest.md from a run directory's records.jsonl."""
+def export_run(
+    outdir: Path | str, *, formats: Sequence[str] = FORMATS, template: Path | None = None
+) -> dict[str, Path]:
+    """Regenerate the requested exports (default CSV, Parquet, digest) from a run directory's records.jsonl."""
     directory = Path(outdir)
     if not (directory / RECORDS).is_file():
         raise OutputError(f"{directory} is not a run directory: it has no {RECORDS}")
-    unknown = sorted(set(formats) - set(FORMATS))
+    unknown = sorted(set(formats) - set(FORMATS) - set(LIBRARY_FORMATS))
     if unknown:
-        raise OutputError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+        raise OutputError(f"unknown export format(s) {unknown}; choose from {[*FORMATS, *LIBRARY_FORMATS]}")
+    if template is not None and "notes" not in formats:
+        raise OutputError("--template is the notes' template: use it with --format notes")
     results = load_results(directory)
     written: dict[str, Path] = {}
     if "csv" in formats:
@@ -523,4 +590,11 @@ def export_run(outdir: Path | str, *, formats: Sequence[str] = FORMATS) -> dict[
         failures = load_failures(directory, done={r.record.paper_id for r in results})
         written["md"] = directory / DIGEST_FILE
         atomic_write(written["md"], render_digest(results, failures))
+    if "notes" in formats or "bibtex" in formats:
+        from .library import write_bibtex, write_notes  # it imports this module
+
+        if "notes" in formats:
+            written["notes"] = write_notes(directory, results, template)
+        if "bibtex" in formats:
+            written["bibtex"] = write_bibtex(directory, results)
     return written

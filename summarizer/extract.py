@@ -31,6 +31,7 @@ from .schemas import (
     Failure,
     Paper,
     PaperRecord,
+    PaperSource,
     Provenance,
     Result,
     Usage,
@@ -377,6 +378,7 @@ class Extractor:
         prepared = self.prepare(paper)
         hit = self.cached(prepared)
         if hit is not None:
+            hit.source = PaperSource.of(paper)  # this input's identity, not the one that filled the cache
             return hit
         decided, decision_requests = Usage(), 0
         sampling = _request_sampling(self.settings)
@@ -430,7 +432,9 @@ class Extractor:
         )
         result = Result(record=record, provenance=provenance)
         if self.cache is not None and self.cacheable:
-            self.cache.set(prepared.key, result.model_dump(mode="json"))
+            # Without the identity: the cached record is shared by every input holding this paper.
+            self.cache.set(prepared.key, result.model_dump(mode="json", exclude={"source"}))
+        result.source = PaperSource.of(paper)
         return result
 
     async def extract_or_failure(self, paper: Paper) -> Result | Failure:

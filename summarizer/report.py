@@ -17,7 +17,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -39,8 +39,9 @@ from .export import (
     file_digest,
     load_failures,
     load_results,
+    short_authors,
 )
-from .schemas import Failure, Result, normalise_ws
+from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
 from .sources import read_inputs
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class Card:
     claims: list[ClaimView]
     segments: list[Segment] | None  # None: no abstract, the quotes are shown alone
     note: str | None
+    byline: list[str] = field(default_factory=list)  # authors, date, input id, DOI: plain text, escaped by the template
+    link: str | None = None  # an http(s) URL only (`PaperSource.link`)
 
 
 @dataclass(frozen=True)
@@ -234,8 +237,19 @@ def load_abstracts(outdir: Path, manifest: dict[str, Any] | None) -> Abstracts:
     return found
 
 
+def _identity(source: PaperSource | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    byline = [short_authors(source.authors)] if source.authors else []
+    byline += [v for v in (source.date, source.id and f"id {source.id}", source.doi and f"DOI {source.doi}") if v]
+    if source.url and web_link(source.url) is None:  # not http(s): shown as text, never a link
+        byline.append(f"URL {source.url}")
+    return {"byline": [normalise_ws(b) for b in byline], "link": source.link}
+
+
 def _card(result: Result, abstracts: Abstracts) -> Card:
     record = result.record
+    identity = _identity(result.source)
     quotes = [c.evidence for c in record.claims]
     abstract = abstracts.by_id.get(record.paper_id)
     if abstract is None:
@@ -243,15 +257,17 @@ def _card(result: Result, abstracts: Abstracts) -> Card:
         if not abstracts.by_id and not abstracts.missing_inputs:
             why = "the run's inputs are unknown"
         claims = [ClaimView(i, c.statement, c.evidence, False) for i, c in enumerate(record.claims)]
-        return Card(record, claims, None, f"Abstract unavailable ({why}): evidence quotes are shown alone.")
+        note = f"Abstract unavailable ({why}): evidence quotes are shown alone."
+        return Card(record, claims, None, note, **identity)
     segments, found = segment_abstract(abstract, quotes)
     claims = [ClaimView(i, c.statement, c.evidence, found[i]) for i, c in enumerate(record.claims)]
-    return Card(record, claims, segments, None)
+    return Card(record, claims, segments, None, **identity)
 
 
 def _search_text(result: Result, abstract: str | None) -> str:
     r = result.record
     parts = [r.title, r.summary, r.method.name or "", r.method.description, r.category.primary, r.contribution_type]
+    parts += (result.source.authors or []) if result.source else []
     parts += [d.name for d in r.datasets]
     parts += [f"{c.statement} {c.evidence}" for c in r.claims]
     parts.append(abstract or "")

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -164,6 +165,74 @@ class Paper(BaseModel):
     def from_text(cls, title: str, abstract: str, **kwargs: Any) -> Paper:
         title = normalise_ws(title)
         return cls(id=paper_id(title), title=title, abstract=abstract.strip(), **kwargs)
+
+
+class PaperSource(BaseModel):
+    """The input's own identity of a paper (its id, authors, date, URL, DOI), carried to every output.
+
+    Never part of the cache key or the prompt: two inputs holding the same paper share one
+    cached record, and each run attaches its own input's identity to it after the lookup.
+    """
+
+    id: str | None = None
+    authors: list[str] | None = None
+    date: str | None = None
+    url: str | None = None
+    doi: str | None = None
+
+    @classmethod
+    def of(cls, paper: Paper) -> PaperSource | None:
+        """`paper`'s identity, or None when its input had none of these fields."""
+        meta = paper.metadata
+        source = cls(
+            id=meta.get("id") or None,
+            authors=paper.authors or None,
+            date=paper.date or None,
+            url=meta.get("url") or None,
+            doi=meta.get("doi") or None,
+        )
+        return source if source.model_dump(exclude_none=True) else None
+
+    @property
+    def arxiv_id(self) -> str | None:
+        match = _ARXIV_ID.fullmatch(self.id.strip()) if self.id else None
+        return match.group(1) if match else None
+
+    @property
+    def link(self) -> str | None:
+        """Where the paper can be read: its URL, else its DOI's resolver, else its arXiv page.
+
+        Only an http(s) URL qualifies: an input's `url` can say `javascript:` as easily as anything.
+        """
+        url = web_link(self.url) if self.url else None
+        if url is not None:
+            return url
+        doi = _DOI_PREFIX.sub("", self.doi.strip()) if self.doi else ""
+        if doi.startswith("10.") and "/" in doi:
+            return web_link("https://doi.org/" + doi)
+        arxiv = self.arxiv_id
+        return web_link(f"https://arxiv.org/abs/{arxiv}") if arxiv else None
+
+
+_DOI_PREFIX = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)", re.IGNORECASE)
+_ARXIV_ID = re.compile(
+    r"(?:arxiv:)?(\d{4}\.\d{4,5}(?:v\d+)?|[a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7}(?:v\d+)?)", re.IGNORECASE
+)
+# Left as they are in a link: what URLs need, less what Markdown or HTML reads as syntax
+# (parentheses end a Markdown link, quotes and angle brackets an attribute or a tag).
+_URL_SAFE = ":/?#[]@!$&*+,;=%-._~"
+
+
+def web_link(value: str) -> str | None:
+    """`value` as an http(s) link safe to put in Markdown or an HTML attribute, or None if it is not one."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unbalanced "[" in the host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(text, safe=_URL_SAFE)
 
 
 # --------------------------------------------------------------------------------------
@@ -343,6 +412,8 @@ class Result(BaseModel):
 
     record: PaperRecord
     provenance: Provenance
+    # The input's identity: attached per run after the cache, never stored in it (see `PaperSource`).
+    source: PaperSource | None = None
 
 
 def read_back(
