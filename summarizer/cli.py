@@ -30,6 +30,23 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import package_version
+
+        out.print(f"summarizer {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Summarise and tag research papers into verified, typed records."""
+
+
 # Options shared by every command that calls a model. Their defaults are None so that the
 # one Settings object (and its env vars) stays the single place where defaults live.
 class BackendName(StrEnum):
@@ -41,7 +58,10 @@ class BackendName(StrEnum):
 BackendOpt = Annotated[
     BackendName | None, typer.Option("--backend", case_sensitive=False, help="Where the model runs.")
 ]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name on the server.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model name on the server (any name but the embedded one selects the server)."),
+]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")]
 ModelPathOpt = Annotated[Path | None, typer.Option("--model-path", help="A GGUF file for the embedded backend.")]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache directory (default ./cache).")]

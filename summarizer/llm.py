@@ -674,7 +674,7 @@ class EmbeddedServer:
         except ImportError as exc:
             raise ConfigError(
                 "the embedded backend needs llama-cpp-python: pip install -e '.[embedded]' "
-                "(or set OPENAI_BASE_URL / OPENAI_API_KEY to use a server)"
+                "(or use a server: OPENAI_BASE_URL, or --backend openai with OPENAI_API_KEY)"
             ) from exc
         self.port = self.port or _free_port()
         threads = self.n_threads or max(os.cpu_count() or 1, 1)

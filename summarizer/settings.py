@@ -128,9 +128,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_backend(self) -> Literal["embedded", "openai"]:
+        """`auto` picks a server only when the user chose one: a base URL, or a model that is not
+        the embedded one. A key alone does not: OPENAI_API_KEY sits in many environments for other
+        tools, and silently sending papers to a paid API because of it would surprise (and bill)."""
         if self.backend != "auto":
             return self.backend
-        return "openai" if (self.base_url or self.api_key) else "embedded"
+        if self.base_url:
+            return "openai"
+        remote_model = self.model is not None and self.model_path is None and self.model != DEFAULT_MODEL_NAME
+        return "openai" if remote_model else "embedded"
 
     @property
     def resolved_calibration_path(self) -> Path:
