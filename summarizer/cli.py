@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the response cache.")
 app.add_typer(cache_app, name="cache")
+config_app = typer.Typer(no_args_is_help=True, help="Show the settings in force and where each comes from.")
+app.add_typer(config_app, name="config")
 
 out = Console()
 err = Console(stderr=True)
@@ -113,14 +115,19 @@ def _read_options(field_map: list[str] | None, fetch: bool) -> ReadOptions:
     return ReadOptions(field_map=parse_field_map(field_map or []), fetch=fetch_arxiv if fetch else None)
 
 
-def _settings(**overrides: Any) -> Settings:
-    """The settings, or exit 1 with one line naming the bad option or SUMMARIZER_* variable."""
+def _overrides(**overrides: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options given, as Settings fields, and each field's option name (for messages)."""
     values: dict[str, Any] = {
         k: v.value if isinstance(v, StrEnum) else v for k, v in overrides.items() if v is not None
     }
     if values.pop("no_cache", False):
         values["use_cache"] = False
-    names = {field: _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) for field in values}
+    return values, {field: _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) for field in values}
+
+
+def _settings(**overrides: Any) -> Settings:
+    """The settings, or exit 1 with one line naming the bad option, SUMMARIZER_* variable or config file key."""
+    values, names = _overrides(**overrides)
     try:
         return load_settings(values, names=names)
     except SummarizerError as exc:
@@ -213,6 +220,39 @@ def cache_clear(
     except SummarizerError as exc:
         raise _fail(exc) from None
     out.print(f"removed {removed} records from {settings.cache_dir}")
+
+
+@config_app.command("show")
+def config_show(
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    cache_dir: CacheDirOpt = None,
+    decisions: DecisionsOpt = None,
+) -> None:
+    """Print the effective settings and where each came from (CLI, env, project file, user file, default).
+
+    Files: ./summarizer.toml (the project's), then config.toml in the user config directory.
+    The API key is shown only as set or unset.
+    """
+    from .llm import describe_backend
+    from .settings import effective_settings, project_config_path, user_config_path
+
+    values, names = _overrides(
+        backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir,
+        decisions=decisions,
+    )  # fmt: skip
+    try:
+        settings, shown = effective_settings(values, names)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    out.print(describe_backend(settings), markup=False, highlight=False)
+    for path, label in ((project_config_path(), "project file"), (user_config_path(), "user file")):
+        out.print(f"{label}: {path}{'' if path.is_file() else ' (none)'}", markup=False, highlight=False)
+    width = max(len(s.name) for s in shown)
+    for s in shown:
+        out.print(f"{s.name:<{width}}  {s.value}  [{s.origin}]", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("eval")

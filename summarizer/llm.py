@@ -816,6 +816,17 @@ def _file_fingerprint(path: Path) -> str:
     return f"{stat.st_size}:{int(stat.st_mtime)}"
 
 
+def describe_backend(settings: Settings) -> str:
+    """One line saying which backend a run uses and where its papers go; starts and asks nothing."""
+    if settings.resolved_backend == "embedded":
+        path = settings.model_path
+        name = settings.model or (path.stem if path is not None else DEFAULT_MODEL_NAME)
+        return f"backend: embedded {name} (no key, no network)"
+    model = settings.model or (OPENAI_DEFAULT_MODEL if settings.base_url is None else "(the server's model)")
+    where = redact_url(settings.base_url) if settings.base_url else "https://api.openai.com/v1"
+    return f"backend: openai {model} at {where}"
+
+
 def make_backend(settings: Settings) -> Backend:
     settings.check()
     if settings.resolved_backend == "embedded":
