@@ -87,6 +87,7 @@ __all__ = [
     "Usage",
     "evaluate",
     "export_run",
+    "package_version",
     "pick_paper",
     "read_inputs",
     "read_papers",
@@ -97,6 +98,18 @@ __all__ = [
     "write_eval_report",
     "write_run_report",
 ]
+
+
+def package_version() -> str:
+    """The installed distribution's version, whatever the distribution is named (the import name
+    stays `summarizer` if the distribution is renamed). Found by its console script, because an
+    editable install lists no module files that `packages_distributions` could map."""
+    import importlib.metadata as md
+
+    for ep in md.entry_points(group="console_scripts"):
+        if ep.value.split(":")[0] == f"{__name__}.cli" and ep.dist is not None:
+            return ep.dist.version
+    return "unknown (not installed)"
 
 
 def __getattr__(name: str) -> Any:

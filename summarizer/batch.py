@@ -43,9 +43,10 @@ from .export import (
     record_id,
 )
 from .extract import Extractor
-from .llm import Backend
+from .llm import Backend, describe_backend
 from .pricing import Price, estimate_usage, price_for
 from .progress import (
+    BackendChosen,
     BudgetReached,
     CacheHits,
     InputProblem,
@@ -458,6 +459,8 @@ async def run_tag(
     settings = settings or Settings()
     inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, not its characters
     emit: Sink = sink or (lambda event: None)
+    if backend is None:
+        settings.check()  # a refused setting ends the run before anything says it started
     directory = Path(outdir)
     clock = time.monotonic()
     problems: list[InputError] = []
@@ -469,6 +472,10 @@ async def run_tag(
         rejected = sum(not isinstance(p, InputWarning) for p in problems)
         what = f"all {rejected} record(s) in the input were rejected (listed above)" if rejected else "no papers"
         raise InputError(f"nothing readable: {what}; nothing was run")
+    # First thing a run says (after the input's own problems): where the papers go. Not before
+    # the input is read, so that a bad input stays one line.
+    choice = describe_backend(settings, backend)
+    emit(BackendChosen(choice.backend, choice.model, choice.at, choice.line))
     if shard is not None:
         papers = [p for p in papers if shard.owns(p.id)]
     summary = RunSummary(outdir=str(directory), status="running", papers=len(papers))

@@ -25,9 +25,28 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear the response cache.")
 app.add_typer(cache_app, name="cache")
+config_app = typer.Typer(no_args_is_help=True, help="Show the settings in force and where each comes from.")
+app.add_typer(config_app, name="config")
 
 out = Console()
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import package_version
+
+        out.print(f"summarizer {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Summarise and tag research papers into verified, typed records."""
 
 
 # Options shared by every command that calls a model. Their defaults are None so that the
@@ -41,7 +60,10 @@ class BackendName(StrEnum):
 BackendOpt = Annotated[
     BackendName | None, typer.Option("--backend", case_sensitive=False, help="Where the model runs.")
 ]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name on the server.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model name on the server (any name but the embedded one selects the server)."),
+]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")]
 ModelPathOpt = Annotated[Path | None, typer.Option("--model-path", help="A GGUF file for the embedded backend.")]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache directory (default ./cache).")]
@@ -93,14 +115,19 @@ def _read_options(field_map: list[str] | None, fetch: bool) -> ReadOptions:
     return ReadOptions(field_map=parse_field_map(field_map or []), fetch=fetch_arxiv if fetch else None)
 
 
-def _settings(**overrides: Any) -> Settings:
-    """The settings, or exit 1 with one line naming the bad option or SUMMARIZER_* variable."""
+def _overrides(**overrides: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options given, as Settings fields, and each field's option name (for messages)."""
     values: dict[str, Any] = {
         k: v.value if isinstance(v, StrEnum) else v for k, v in overrides.items() if v is not None
     }
     if values.pop("no_cache", False):
         values["use_cache"] = False
-    names = {field: _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) for field in values}
+    return values, {field: _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) for field in values}
+
+
+def _settings(**overrides: Any) -> Settings:
+    """The settings, or exit 1 with one line naming the bad option, SUMMARIZER_* variable or config file key."""
+    values, names = _overrides(**overrides)
     try:
         return load_settings(values, names=names)
     except SummarizerError as exc:
@@ -131,6 +158,7 @@ def summarize(
 ) -> None:
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
+    from .llm import describe_backend
     from .render import render_result
     from .sources import paper_from_stdin, pick_paper
 
@@ -153,6 +181,9 @@ def summarize(
             no_cache=no_cache,
             decisions=decisions,
         )
+        settings.check()  # a refused setting is the one line, not after the backend's
+        # On stderr, so that --json output stays one JSON document.
+        err.print(describe_backend(settings).line, markup=False, highlight=False, soft_wrap=True)
         result = summarize_sync(chosen, settings)
     except SummarizerError as exc:
         raise _fail(exc) from None
@@ -193,6 +224,66 @@ def cache_clear(
     except SummarizerError as exc:
         raise _fail(exc) from None
     out.print(f"removed {removed} records from {settings.cache_dir}")
+
+
+@config_app.command("show")
+def config_show(
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+    cache_dir: CacheDirOpt = None,
+    decisions: DecisionsOpt = None,
+) -> None:
+    """Print the effective settings and where each came from (CLI, env, project file, user file, default).
+
+    Files: ./summarizer.toml (the project's), then config.toml in the user config directory.
+    The API key is shown only as set or unset.
+    """
+    from .llm import describe_backend
+    from .settings import effective_settings, project_config_path, user_config_path
+
+    values, names = _overrides(
+        backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir,
+        decisions=decisions,
+    )  # fmt: skip
+    try:
+        settings, shown = effective_settings(values, names)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    out.print(describe_backend(settings).line, markup=False, highlight=False)
+    for path, label in ((project_config_path(), "project file"), (user_config_path(), "user file")):
+        out.print(f"{label}: {path}{'' if path.is_file() else ' (none)'}", markup=False, highlight=False)
+    width = max(len(s.name) for s in shown)
+    for s in shown:
+        out.print(f"{s.name:<{width}}  {s.value}  [{s.origin}]", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("models")
+def models_command(
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Hash the assembled default model (a gigabyte: seconds).")
+    ] = False,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    model_path: ModelPathOpt = None,
+) -> None:
+    """List the models that can be used: the embedded default (never started here) and the configured server's.
+
+    Exit codes: 0 listed, 1 the configured server could not be asked.
+    """
+    from .catalog import list_models
+
+    settings = _settings(backend=backend, model=model, base_url=base_url, model_path=model_path)
+    try:
+        found = list_models(settings, verify=verify)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+    for line in found.lines():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if found.server is not None and found.server.error is not None:
+        raise typer.Exit(1)
 
 
 @app.command("eval")

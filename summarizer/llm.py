@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("instructor").addHandler(logging.NullHandler())
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+OPENAI_API_URL = "https://api.openai.com/v1"
 
 #: Connections refused (or not made) in a row, with no answer from the server in between, after
 #: which the server counts as down and the run stops. Per backend, over all papers: at the
@@ -276,7 +277,7 @@ class OpenAIBackend:
     def identity(self) -> dict[str, str]:
         return {
             "backend": self._label,
-            "base_url": redact_url(self._base_url) if self._base_url else "https://api.openai.com/v1",
+            "base_url": redact_url(self._base_url) if self._base_url else OPENAI_API_URL,
             "model": self._model or "",
             "mode": self._mode,
         }
@@ -674,7 +675,7 @@ class EmbeddedServer:
         except ImportError as exc:
             raise ConfigError(
                 "the embedded backend needs llama-cpp-python: pip install -e '.[embedded]' "
-                "(or set OPENAI_BASE_URL / OPENAI_API_KEY to use a server)"
+                "(or use a server: OPENAI_BASE_URL, or --backend openai with OPENAI_API_KEY)"
             ) from exc
         self.port = self.port or _free_port()
         threads = self.n_threads or max(os.cpu_count() or 1, 1)
@@ -814,6 +815,35 @@ def _file_fingerprint(path: Path) -> str:
     """Identity of a user-supplied GGUF without hashing a gigabyte on every start."""
     stat = path.stat()
     return f"{stat.st_size}:{int(stat.st_mtime)}"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """Which backend a run uses and where its papers go, known before anything starts."""
+
+    backend: str
+    model: str
+    at: str | None  # the server's URL, without credentials; None: this machine only
+
+    @property
+    def line(self) -> str:
+        if self.at is None:
+            return f"backend: {self.backend} {self.model} (no key, no network)"
+        return f"backend: {self.backend} {self.model} at {self.at}"
+
+
+def describe_backend(settings: Settings, backend: Backend | None = None) -> BackendChoice:
+    """What `make_backend(settings)` would run (or what `backend` is); starts and asks nothing."""
+    if backend is not None:
+        identity = backend.identity
+        return BackendChoice(identity.get("backend", "?"), backend.label.partition(":")[2], identity.get("base_url"))
+    if settings.resolved_backend == "embedded":
+        path = settings.model_path
+        return BackendChoice(
+            "embedded", settings.model or (path.stem if path is not None else DEFAULT_MODEL_NAME), None
+        )
+    model = settings.model or (OPENAI_DEFAULT_MODEL if settings.base_url is None else "(the server's model)")
+    return BackendChoice("openai", model, redact_url(settings.base_url) if settings.base_url else OPENAI_API_URL)
 
 
 def make_backend(settings: Settings) -> Backend:

@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class BackendChosen:
+    """The first event of every run: where its papers go (`at` None: nowhere off this machine)."""
+
+    kind: ClassVar[str] = "backend"
+    backend: str
+    model: str
+    at: str | None
+    line: str
+
+
+@dataclass(frozen=True)
 class RunStarted:
     kind: ClassVar[str] = "run_started"
     outdir: str
@@ -102,7 +113,17 @@ class RunFinished:
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 Status = Literal["completed", "budget_exhausted", "interrupted", "error", "running", "dry_run"]
 
-Event = RunStarted | InputProblem | Notice | CacheHits | PaperDone | PaperFailed | BudgetReached | RunFinished
+Event = (
+    BackendChosen
+    | RunStarted
+    | InputProblem
+    | Notice
+    | CacheHits
+    | PaperDone
+    | PaperFailed
+    | BudgetReached
+    | RunFinished
+)
 Sink = Callable[[Event], None]
 
 
@@ -348,6 +369,8 @@ class RichSink:
             self._say("budget reached: ", "yellow", event.reason)
         elif isinstance(event, Notice):
             self._say("note: ", "yellow", event.message)
+        elif isinstance(event, BackendChosen):
+            self._say("backend: ", "cyan", event.line.removeprefix("backend: "))
         self._refresh()
 
 

@@ -1,7 +1,9 @@
 """The one settings object. Every default lives here and only here.
 
-Environment variables use the `SUMMARIZER_` prefix; the standard `OPENAI_API_KEY` and
-`OPENAI_BASE_URL` are honoured too. Fields are split in two groups on purpose: those that
+Values come from, highest first: arguments (the CLI's options), environment variables with the
+`SUMMARIZER_` prefix (the standard `OPENAI_API_KEY` and `OPENAI_BASE_URL` are honoured too),
+`summarizer.toml` in the current directory (the project's), the user's `config.toml` in
+`user_config_dir("summarizer")`, then the defaults here. Fields are split in two groups on purpose: those that
 change what the model produces (and so belong in the cache key, see `output_fingerprint`)
 and operational ones (timeouts, retries, concurrency, paths) that must never invalidate a
 cache.
@@ -11,13 +13,22 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from platformdirs import user_config_dir
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from .errors import ConfigError
 
@@ -38,6 +49,17 @@ DEFAULT_MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 #: about 2 minutes, the longest seen 115 s. The deadline bounds all of a paper's retries,
 #: re-asks and Retry-After waits, which at one request's timeout times six attempts was an hour.
 BACKEND_TIMEOUTS = {"openai": (120.0, 600.0), "embedded": (300.0, 900.0)}
+
+
+PROJECT_CONFIG_NAME = "summarizer.toml"
+
+
+def project_config_path() -> Path:
+    return Path.cwd() / PROJECT_CONFIG_NAME
+
+
+def user_config_path() -> Path:
+    return Path(user_config_dir("summarizer")) / "config.toml"
 
 
 def _default_prompts_dir() -> Path:
@@ -121,6 +143,23 @@ class Settings(BaseSettings):
         400, ge=1, description="Output tokens assumed per paper when estimating a run's cost before it runs."
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Paths are looked up on every construction: the current directory is the project.
+        return (
+            init_settings,
+            env_settings,
+            ConfigFile(settings_cls, project_config_path()),
+            ConfigFile(settings_cls, user_config_path()),
+        )
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -128,9 +167,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_backend(self) -> Literal["embedded", "openai"]:
+        """`auto` picks a server only when the user chose one: a base URL, or a model that is not
+        the embedded one. A key alone does not: OPENAI_API_KEY sits in many environments for other
+        tools, and silently sending papers to a paid API because of it would surprise (and bill)."""
         if self.backend != "auto":
             return self.backend
-        return "openai" if (self.base_url or self.api_key) else "embedded"
+        if self.base_url:
+            return "openai"
+        remote_model = self.model is not None and self.model_path is None and self.model != DEFAULT_MODEL_NAME
+        return "openai" if remote_model else "embedded"
 
     @property
     def resolved_calibration_path(self) -> Path:
@@ -197,6 +242,124 @@ def url_credentials(url: str) -> str | None:
     return None
 
 
+def _field_of(settings_cls: type[BaseSettings]) -> dict[str, str]:
+    """Every name a source may report a value under (field name or alias) -> the field."""
+    names: dict[str, str] = {}
+    for name, info in settings_cls.model_fields.items():
+        names[name] = name
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update({str(choice): name for choice in alias.choices})
+        elif isinstance(alias, str):
+            names[alias] = name
+    return names
+
+
+class ConfigFile(TomlConfigSettingsSource):
+    """A TOML config file (absent: no values). Unreadable TOML or an unknown key is a one-line
+    `ConfigError` naming the file: a misspelt key silently ignored would look like a setting in force."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self.path = path
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: cannot read it ({exc.strerror or exc})") from None
+        known = set(settings_cls.model_fields)
+        for key in self.toml_data:
+            if key not in known:
+                raise ConfigError(
+                    f"config file {path}: unknown key {key!r} (keys are the settings' names, e.g. model, base_url, "
+                    "cache_dir; see `summarizer config show`)"
+                )
+
+    def fields(self) -> set[str]:
+        """The settings this file gives a value for."""
+        return set(self.toml_data)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting's value came from: kind is cli, env, project, user or default; name is the
+    option, variable or file."""
+
+    kind: Literal["cli", "env", "project", "user", "default"]
+    name: str = ""
+
+    def __str__(self) -> str:
+        label = {"cli": "CLI", "env": "env", "project": "project file", "user": "user file", "default": "default"}
+        return f"{label[self.kind]} {self.name}".rstrip()
+
+
+def setting_origins(
+    overrides: Mapping[str, Any] | None = None, names: Mapping[str, str] | None = None
+) -> dict[str, Origin]:
+    """Where each field of `Settings(**overrides)` gets its value, by the sources' precedence.
+
+    Reads the config files again (a `ConfigError` for a broken one) but never validates a value,
+    so it can also say where a bad value came from.
+    """
+    given, fields, env_names = dict(overrides or {}), _field_of(Settings), _env_names()
+    from_env = {fields[key] for key in EnvSettingsSource(Settings)() if key in fields}
+    project, user = ConfigFile(Settings, project_config_path()), ConfigFile(Settings, user_config_path())
+    origins: dict[str, Origin] = {}
+    for field in Settings.model_fields:
+        if field in given:
+            origins[field] = Origin("cli", (names or {}).get(field, field))
+        elif field in from_env:
+            origins[field] = Origin("env", next((v for v in env_names[field] if v in os.environ), env_names[field][0]))
+        elif field in project.fields():
+            origins[field] = Origin("project", str(project.path))
+        elif field in user.fields():
+            origins[field] = Origin("user", str(user.path))
+        else:
+            origins[field] = Origin("default")
+    return origins
+
+
+def _env_names() -> dict[str, list[str]]:
+    names: dict[str, list[str]] = {}
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+        names[field] = [c for c in choices if c.isupper()] or [f"SUMMARIZER_{field.upper()}"]
+    return names
+
+
+@dataclass(frozen=True)
+class ShownSetting:
+    name: str
+    value: str
+    origin: Origin
+
+
+def show_settings(settings: Settings, origins: Mapping[str, Origin]) -> list[ShownSetting]:
+    """Every setting as it may be printed: the key only as set/unset, a URL without credentials."""
+    from .llm import redact_url
+
+    shown = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name == "api_key":
+            text = "set" if value is not None else "unset"
+        elif name == "base_url" and value is not None:
+            text = redact_url(value)
+        else:
+            text = "-" if value is None else str(value)
+        shown.append(ShownSetting(name, text, origins.get(name, Origin("default"))))
+    return shown
+
+
+def effective_settings(
+    overrides: Mapping[str, Any] | None = None, names: Mapping[str, str] | None = None
+) -> tuple[Settings, list[ShownSetting]]:
+    """The settings in force and each one as it may be printed, with where it came from."""
+    settings = load_settings(overrides, names=names)
+    return settings, show_settings(settings, setting_origins(overrides, names))
+
+
 # Values never echoed in an error: a key, or a URL that may carry one.
 _UNECHOED = frozenset({"api_key", "base_url"})
 
@@ -205,22 +368,21 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, names: Mapping[
     """`Settings(**overrides)`, where a bad value is a one-line `ConfigError` naming where it came from.
 
     `names` maps an override's field to what the caller calls it (a CLI option); a value from
-    the environment is named by its variable. The message says what values are allowed.
+    the environment is named by its variable, one from a config file by the file and its key.
+    The message says what values are allowed.
     """
     given = dict(overrides or {})
     try:
         return Settings(**given)
     except ValidationError as exc:
+        origins = setting_origins(given, names)
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            if field in given:
-                where = (names or {}).get(field, field)
-            else:
-                where = next(
-                    (v for v in (f"SUMMARIZER_{field.upper()}", f"OPENAI_{field.upper()}") if v in os.environ),
-                    f"SUMMARIZER_{field.upper()}",
-                )
+            field = _field_of(Settings).get(field, field)
+            origin = origins.get(field, Origin("env", f"SUMMARIZER_{field.upper()}"))
+            # A file is named with its key; an option or a variable names itself.
+            where = f"{origin.name}: {field}" if origin.kind in ("project", "user") else origin.name or field
             value = "" if field in _UNECHOED else f"={error.get('input')!r}"[:80]
             problems.append(f"{where}{value}: {error['msg']}")
         raise ConfigError("invalid setting: " + "; ".join(problems)) from None

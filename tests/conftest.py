@@ -14,6 +14,12 @@ def seeds() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A developer's own ~/.config/summarizer/config.toml must not change what tests see."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))
+
+
+@pytest.fixture(autouse=True)
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never reach a real provider: ambient keys or URLs would change the backend."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):

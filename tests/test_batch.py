@@ -209,7 +209,8 @@ def test_kill_9_of_a_real_run_then_resume(tmp_path: Path) -> None:
     ids = ids_in(out)
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
     events = [json.loads(line) for line in stdout.splitlines()]
-    assert events[0]["event"] == "notice" and "unfinished last line" in events[0]["message"]
+    assert events[0]["event"] == "backend" and events[0]["backend"] == "openai"  # every run says this first
+    assert events[1]["event"] == "notice" and "unfinished last line" in events[1]["message"]
     started = next(e for e in events if e["event"] == "run_started")
     assert started["already_done"] == done_before and started["papers"] == 40
     assert events[-1]["event"] == "run_finished" and events[-1]["summary"]["status"] == "completed"

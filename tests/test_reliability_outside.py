@@ -560,7 +560,9 @@ def test_a_paper_on_standard_input_still_works(tmp_path: Path, monkeypatch: pyte
         result = CliRunner().invoke(app, ["summarize", "-", "--json", *where], input=text)
         sent = len(server.requests)
     assert result.exit_code == 0, result.output
-    assert sent == 1 and json.loads(result.output)["record"]["title"] == "A Paper About Things"
+    # The record is stdout; stderr says which backend ran (issue 15 item 4).
+    assert sent == 1 and json.loads(result.stdout)["record"]["title"] == "A Paper About Things"
+    assert result.stderr.startswith("backend: openai scripted at http://127.0.0.1:")
 
 
 # --------------------------------------------------------------------------------------
