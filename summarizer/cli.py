@@ -453,11 +453,19 @@ def tag(
     raise typer.Exit(summary.exit_code)
 
 
+class ExportFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+    md = "md"
+    notes = "notes"
+    bibtex = "bibtex"
+
+
 @app.command("export")
 def export_command(
     outdir: Annotated[Path, typer.Argument(help="A run directory written by `summarizer tag`.")],
     formats: Annotated[
-        list[str] | None,
+        list[ExportFormat] | None,
         typer.Option(
             "--format",
             "-f",
@@ -472,7 +480,8 @@ def export_command(
     from .export import FORMATS, export_run
 
     try:
-        written = export_run(outdir, formats=formats or FORMATS, template=template)
+        chosen = [f.value for f in formats] if formats else list(FORMATS)
+        written = export_run(outdir, formats=chosen, template=template)
     except SummarizerError as exc:
         raise _fail(exc) from None
     for path in written.values():

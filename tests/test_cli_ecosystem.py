@@ -314,3 +314,13 @@ def test_models_says_in_one_line_when_the_server_cannot_be_reached(no_embedded_s
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"server: cannot reach the server at {url} (refused or unreachable)"
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+
+
+def test_export_formats_are_a_typed_choice(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "xlsx"])
+    assert result.exit_code == 2
+    assert "xlsx" in result.output and "bibtex" in result.output  # the bad value and the choices
