@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from summarizer.calibrate import claims_found as claim_found  # noqa: E402
 from summarizer.calibration import (  # noqa: E402
     Calibration,
     Findings,
@@ -43,7 +44,7 @@ from summarizer.calibration import (  # noqa: E402
 from summarizer.decide import DECISION_TEMPLATES, Answer, QuestionSet, RawDecisions  # noqa: E402
 from summarizer.decisions import NO, YES, normalise, option_logprobs  # noqa: E402
 from summarizer.prompts import load_prompts  # noqa: E402
-from summarizer.scoring import HEADLINE, PaperScore, _span, bootstrap, match_one_to_one, names_match  # noqa: E402
+from summarizer.scoring import HEADLINE, PaperScore, bootstrap, match_one_to_one, names_match  # noqa: E402
 from summarizer.settings import DEFAULT_MODEL_NAME  # noqa: E402
 from summarizer.sources import read_inputs  # noqa: E402
 from summarizer.spans import candidate_names, split_sentences  # noqa: E402
@@ -152,16 +153,6 @@ def main() -> None:
             raw.answers[q.key] = Answer(top=ask(block + q.text))
         extra[pid] = {k: ask(block + text) for k, text in EXTRA.items()}
         samples[pid] = Sample(raw, names, len(sentences), tuple(sentences), gold.get(pid) or dev.get(pid))
-
-    def claim_found(s: Sample, numbers: list[int]) -> tuple[int, int]:
-        abstract = " ".join(s.sentences)
-        spans = [sp for n in numbers if (sp := _span(s.sentences[n - 1], abstract)) is not None]
-        claims = (s.gold or {}).get("claims", [])
-        hits = 0
-        for c in claims:
-            sp = _span(c["evidence"], abstract)
-            hits += sp is not None and any(a < sp[1] and sp[0] < b for a, b in spans)
-        return hits, len(claims)
 
     pool = list(samples.values())
     dev_samples = [samples[i] for i in dev]
