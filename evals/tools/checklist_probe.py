@@ -78,7 +78,31 @@ def main() -> None:
             f"{interval(a[:, 2], np.mean)} | {interval(on_rows[:, 3], np.mean)} | {precision} "
             f"({int(kept_rows[:, 1].sum())}/{len(kept_rows)}) | {interval(on_rows[:, 4], np.mean)} |"
         )
+    lines += ["", generated_rows()]
     print("\n".join(lines))
+
+
+def generated_rows() -> str:
+    """Today's default (generated labels) on the same lists, from the recorded run (may be partial)."""
+    run = ROOT / "evals/checklists/runs/generated/records.jsonl"
+    labels = {}
+    for path in sorted((ROOT / "evals/checklists").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            p = json.loads(line)
+            labels[p["id"]] = (path.stem, p["primary"])
+    rows: dict[str, list[tuple[bool, bool, bool]]] = {}
+    for line in run.read_text(encoding="utf-8").splitlines() if run.exists() else []:
+        record = json.loads(line)["record"]
+        stem, gold = labels[record["paper_id"]]
+        called = record["category"]["primary"]
+        rows.setdefault(stem, []).append((called == gold, gold != "not_alignment", called != "not_alignment"))
+    out = ["| list (generated labels, recorded run) | papers done | accuracy | called on-topic (truly on-topic) |",
+           "|---|---|---|---|"]  # fmt: skip
+    for stem, values in sorted(rows.items()):
+        a = np.array(values, dtype=float)
+        kept = a[a[:, 2] == 1]
+        out.append(f"| {stem} | {len(a)} | {interval(a[:, 0], np.mean)} | {len(kept)} ({int(kept[:, 1].sum())}) |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
