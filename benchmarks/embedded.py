@@ -7,6 +7,13 @@ a tiny unrelated request is sent before each paper: it replaces the KV cache, so
 paper must process the whole prompt again. Only the paper requests are timed.
 
     python benchmarks/embedded.py [N_PAPERS]      (default 20; about 25 minutes on 2 cores)
+
+With `--decisions`, the same papers go through both decision modes in one run (prefix re-used,
+empty response cache each): generated labels (one JSON answer) against scored decisions
+(one-token questions, one writing request, one request per claim), with requests, prompt and
+output tokens per paper:
+
+    python benchmarks/embedded.py --decisions [N_PAPERS]     (default 10; about 10 minutes)
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from summarizer.sources import read_inputs
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def run(papers: list, bust: bool) -> list[tuple[float, int, int, bool]]:
-    settings = Settings(use_cache=False, cache_dir=Path(tempfile.mkdtemp()), concurrency=1)
+async def run(papers: list, bust: bool, decisions: str = "generated") -> list[tuple[float, int, int, bool, int]]:
+    # The response cache is on (empty, in a fresh folder): the scored path keeps its sub-answers
+    # there, as a user's run does; no paper is asked twice, so nothing is a cache hit.
+    settings = Settings(cache_dir=Path(tempfile.mkdtemp()), concurrency=1, decisions=decisions)  # type: ignore[arg-type]
     rows = []
     async with Extractor(settings) as ex:
         assert isinstance(ex.backend, EmbeddedBackend)
@@ -49,18 +58,21 @@ async def run(papers: list, bust: bool) -> list[tuple[float, int, int, bool]]:
             elapsed = time.perf_counter() - started
             if isinstance(outcome, Result):
                 usage = outcome.provenance.usage
-                rows.append((elapsed, usage.prompt_tokens, usage.completion_tokens, True))
+                assert not outcome.provenance.cache_hit
+                rows.append((elapsed, usage.prompt_tokens, usage.completion_tokens, True, outcome.provenance.attempts))
             else:
                 assert isinstance(outcome, Failure)
-                rows.append((elapsed, outcome.usage.prompt_tokens, outcome.usage.completion_tokens, False))
+                u = outcome.usage
+                rows.append((elapsed, u.prompt_tokens, u.completion_tokens, False, outcome.attempts))
         await client.close()
     return rows
 
 
-def report(name: str, rows: list[tuple[float, int, int, bool]]) -> float:
+def report(name: str, rows: list[tuple[float, int, int, bool, int]]) -> float:
     mean = statistics.mean(r[0] for r in rows)
     print(
         f"{name:>16}: {mean:6.1f} s/paper (median {statistics.median(r[0] for r in rows):.1f}), "
+        f"{statistics.mean(r[4] for r in rows):.1f} requests/paper, "
         f"prompt {statistics.mean(r[1] for r in rows):.0f} tok/paper, "
         f"completion {statistics.mean(r[2] for r in rows):.0f} tok/paper, "
         f"{sum(r[3] for r in rows)}/{len(rows)} valid"
@@ -68,7 +80,19 @@ def report(name: str, rows: list[tuple[float, int, int, bool]]) -> float:
     return mean
 
 
+def decisions(n: int) -> None:
+    papers = read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt")))[: n + 1]
+    print(f"embedded model, {n} seed papers timed per mode (one more warms the server), prefix re-used")
+    generated = report("generated", asyncio.run(run(papers, bust=False, decisions="generated")))
+    scored = report("scored", asyncio.run(run(papers, bust=False, decisions="scored")))
+    print(f"scored / generated seconds per paper: {scored / generated:.2f}")
+
+
 def main() -> None:
+    if "--decisions" in sys.argv:
+        args = [a for a in sys.argv[1:] if a != "--decisions"]
+        decisions(int(args[0]) if args else 10)
+        return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     papers = read_inputs(sorted((ROOT / "examples/seeds").glob("*.txt")))[: n + 1]
     print(f"embedded model, {n} seed papers timed (one more warms the server), n_threads = all cores")

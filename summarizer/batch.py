@@ -496,6 +496,8 @@ async def run_tag(
         emit(Notice(message))
 
     async with _open_extractor(settings, backend, warn) as extractor:
+        if extractor.scored is not None:
+            emit(Notice(extractor.scored.describe(settings.mix if settings.on_topic_share is None else None)))
         price = price_for(extractor.backend.identity, settings)
         if settings.max_cost_usd is not None and price is None:
             raise ConfigError(

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .calibration import Calibration, Sample, fit, save_calibration
+from .calibration import (
+    Calibration,
+    Combine,
+    Labelled,
+    Sample,
+    fit,
+    fit_combine,
+    load_calibrations,
+    save_calibration,
+    scored_choice,
+    yes_logodds,
+)
 from .decide import ask_all
 from .errors import InputError
 from .extract import Extractor
@@ -21,7 +32,9 @@ from .schemas import Paper
 from .scored import SubAnswers
 from .scoring import GoldPaper, _span, load_gold, names_match
 from .settings import Settings
+from .similarity import class_similarity
 from .sources import read_inputs
+from .taxonomy import Taxonomy
 
 
 def claims_found(sample: Sample, numbers: list[int]) -> tuple[int, int]:
@@ -84,8 +97,35 @@ async def calibrate(
             names_match=names_match,
             claim_found=claims_found,
         )
+        combine = _combine(ex.taxonomy, calibration, [(papers[i], samples[i]) for i in dev])
+        if combine is None:
+            # Too few labelled papers to fit the gate: keep the combination this model had.
+            previous = load_calibrations(out_path).for_model(calibration.model)
+            combine = previous.combine if previous is not None else None
+        calibration = calibration.model_copy(update={"combine": combine})
     save_calibration(out_path, calibration)
     return calibration
+
+
+#: Fewer labelled papers on either side of the subject gate than this, and `calibrate` keeps the
+#: model's previous combination: a logistic fit on a handful of papers is mostly its regulariser.
+MIN_PER_SIDE = 10
+
+
+def _combine(taxonomy: Taxonomy, calibration: Calibration, dev: list[tuple[Paper, Sample]]) -> Combine | None:
+    outside = taxonomy.outside
+    labelled = []
+    for paper, sample in dev:
+        lo = yes_logodds(sample.raw.answers.get("subject"))
+        if lo is None or sample.gold is None:
+            continue
+        category = scored_choice(sample.raw.answers.get("category"), taxonomy.subject_ids, calibration.category)
+        similarity = class_similarity(taxonomy, paper.title, paper.abstract)
+        labelled.append(Labelled(lo, category, similarity, str(sample.gold["primary"])))
+    on = sum(x.primary != outside for x in labelled)
+    if outside is None or min(on, len(labelled) - on) < MIN_PER_SIDE:
+        return None
+    return fit_combine(labelled, outside)
 
 
 def _labels(gold: GoldPaper) -> dict[str, object]:

@@ -25,18 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from .cache import canonical_json
 from .decide import Answer, RawDecisions, dataset_candidates
-from .decisions import NO, YES, Scored, listed, normalise, option_logprobs
+from .decisions import NO, YES, Scored, listed, logsumexp, normalise, option_logprobs
 from .errors import ConfigError
+from .settings import MIX_SHARES
 from .taxonomy import Taxonomy
 
 CALIBRATION_FILE = "calibration.json"
 
 #: A calibrated probability this close to its decision boundary marks the record for review.
 REVIEW_MARGIN = 0.15
+#: With the combined signals: P(about the subject) inside this band, or an on-topic paper whose two
+#: best classes are closer than `CATEGORY_MARGIN`, marks the record for review. Chosen on dev and by
+#: cross-validation on gold to flag about a third of a topical page (`evals/tools/similarity_probe.py`).
+SUBJECT_BAND = (0.2, 0.8)
+CATEGORY_MARGIN = 0.3
+#: What the user says they are tagging: the expected share of papers about the subject.
+SHARES = MIX_SHARES
 
 
 class Binary(BaseModel):
@@ -46,6 +55,22 @@ class Binary(BaseModel):
 class ChoicePrior(BaseModel):
     prior: dict[str, float] = Field(default_factory=dict)
     alpha: float = 1.0
+
+
+class Combine(BaseModel):
+    """The model's answers combined with the taxonomy similarity (`similarity.py`).
+
+    Gate: P(about the subject) = sigmoid(slope * (log-odds + gate_weight * best similarity) +
+    intercept), fitted on papers of which `fit_share` were about the subject, then moved to the
+    share the user expects (prior shift: the likelihood ratio is kept, the prior replaced).
+    Category: the calibrated option distribution times exp(category_weight * similarity).
+    """
+
+    category_weight: float = 0.0
+    gate_weight: float = 0.0
+    gate_slope: float = 1.0
+    gate_intercept: float = 0.0
+    fit_share: float = 0.5
 
 
 class Findings(BaseModel):
@@ -62,11 +87,13 @@ class Calibration(BaseModel):
     dataset: Binary = Field(default_factory=Binary)
     introduced: Binary = Field(default_factory=Binary)
     finding: Findings = Field(default_factory=Findings)
+    combine: Combine | None = None  # absent: the model's answers alone, a fixed gate threshold
     fitted: dict[str, Any] = Field(default_factory=dict)  # how: pool, dev set, sizes, objective values
 
     @property
     def content_hash(self) -> str:
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()
+        # exclude_none: an entry without `combine` hashes as it did before the field existed.
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json", exclude_none=True)).encode()).hexdigest()
 
 
 class CalibrationFile(BaseModel):
@@ -98,7 +125,7 @@ def save_calibration(path: Path, calibration: Calibration) -> None:
 # Applying
 
 
-def _logodds(answer: Answer | None) -> float | None:
+def yes_logodds(answer: Answer | None) -> float | None:
     if answer is None or answer.top is None:
         return None
     lp = option_logprobs(answer.top, (YES, NO))
@@ -108,14 +135,14 @@ def _logodds(answer: Answer | None) -> float | None:
 def _binary(answer: Answer | None, rule: Binary) -> Scored | None:
     if answer is None:
         return None
-    lo = _logodds(answer)
+    lo = yes_logodds(answer)
     if lo is None:
         return Scored.generated(answer.picked or NO, (YES, NO))
     p = 1.0 / (1.0 + math.exp(-(lo - rule.threshold)))
     return Scored({YES: p, NO: 1.0 - p}, calibrated=True)
 
 
-def _choice(answer: Answer | None, options: Sequence[str], rule: ChoicePrior | None) -> Scored:
+def scored_choice(answer: Answer | None, options: Sequence[str], rule: ChoicePrior | None) -> Scored:
     if answer is None or answer.top is None:
         picked = answer.picked if answer is not None and answer.picked in options else options[0]
         return Scored.generated(str(picked), options)
@@ -147,6 +174,7 @@ class Decisions:
     datasets: list[DatasetDecision] = field(default_factory=list)
     findings: list[tuple[int, float]] = field(default_factory=list)  # (sentence number, score), best first
     calibrated: bool = False
+    combined: bool = False  # the taxonomy similarity was combined with the answers
     review: list[str] = field(default_factory=list)
 
     @property
@@ -161,10 +189,32 @@ class Decisions:
 def finding_scores(raw: RawDecisions, n_sentences: int, rule: Findings) -> list[tuple[int, float]]:
     scored: list[tuple[int, float]] = []
     for i in range(1, n_sentences + 1):
-        lo = _logodds(raw.answers.get(f"finding:{i}"))
+        lo = yes_logodds(raw.answers.get(f"finding:{i}"))
         position = (i - 1) / max(n_sentences - 1, 1)
         scored.append((i, (lo if lo is not None else 0.0) + rule.position_weight * position))
     return sorted(scored, key=lambda s: (-s[1], -s[0]))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def combined_subject(lo: float, similarity: Mapping[str, float], rule: Combine, share: float) -> Scored:
+    g = lo + rule.gate_weight * max(similarity.values(), default=0.0)
+    z = rule.gate_slope * g + rule.gate_intercept + _logit(share) - _logit(rule.fit_share)
+    p = 1.0 / (1.0 + math.exp(-z))
+    return Scored({YES: p, NO: 1.0 - p}, calibrated=True)
+
+
+def combined_category(category: Scored, similarity: Mapping[str, float], rule: Combine) -> Scored:
+    if not category.available:
+        return category
+    logits = {
+        o: math.log(max(v, 1e-12)) + rule.category_weight * similarity.get(o, 0.0)
+        for o, v in category.probabilities.items()
+    }
+    z = logsumexp(list(logits.values()))
+    return Scored({o: math.exp(v - z) for o, v in logits.items()}, calibrated=category.calibrated)
 
 
 def apply(
@@ -173,10 +223,25 @@ def apply(
     names: Sequence[str],
     n_sentences: int,
     calibration: Calibration | None,
+    *,
+    similarity: Mapping[str, float] | None = None,
+    share: float = SHARES["mixed"],
 ) -> Decisions:
+    """Calibrated decisions; with a `combine` entry and the paper's `similarity`, both signals
+    are used and the gate is moved to the expected on-topic `share`."""
     cal = calibration or Calibration(model="")
-    subject = _binary(raw.answers.get("subject"), cal.subject) if taxonomy.subject is not None else None
-    category = _choice(raw.answers.get("category"), taxonomy.subject_ids, cal.category if calibration else None)
+    combine = cal.combine if similarity is not None else None
+    subject_answer = raw.answers.get("subject")
+    subject: Scored | None = None
+    if taxonomy.subject is not None:
+        lo = yes_logodds(subject_answer)
+        if combine is not None and lo is not None:
+            subject = combined_subject(lo, similarity or {}, combine, share)
+        else:
+            subject = _binary(subject_answer, cal.subject)
+    category = scored_choice(raw.answers.get("category"), taxonomy.subject_ids, cal.category if calibration else None)
+    if combine is not None:
+        category = combined_category(category, similarity or {}, combine)
     outside = subject is not None and subject.choice == NO
     primary = taxonomy.outside if outside and taxonomy.outside else category.choice
     datasets = []
@@ -191,8 +256,9 @@ def apply(
         datasets=datasets,
         findings=finding_scores(raw, n_sentences, cal.finding),
         calibrated=calibration is not None,
+        combined=combine is not None,
     )
-    decisions.review = review_reasons(decisions)
+    decisions.review = combined_review_reasons(decisions) if combine is not None else review_reasons(decisions)
     return decisions
 
 
@@ -209,6 +275,23 @@ def review_reasons(d: Decisions) -> list[str]:
     for dd in d.datasets:
         if dd.is_dataset.available and abs(dd.is_dataset.p(YES) - 0.5) < REVIEW_MARGIN / 2:
             reasons.append(f"whether {dd.name!r} is a dataset is close (p={dd.is_dataset.p(YES):.2f})")
+    if any(not s.available for s in (d.category, *(x for x in [d.subject] if x is not None))):
+        reasons.append("the server returned no log-probabilities: decisions are generated, confidence unknown")
+    return reasons
+
+
+def combined_review_reasons(d: Decisions) -> list[str]:
+    """Why a person should look at this record, from the combined signals' margins."""
+    reasons: list[str] = []
+    if d.subject is not None and d.subject.available:
+        p = d.subject.p(YES)
+        if SUBJECT_BAND[0] < p < SUBJECT_BAND[1]:
+            reasons.append(f"whether it is about the subject is uncertain (p={p:.2f})")
+    ranked = d.category.ranked()
+    if d.category.available and len(ranked) > 1 and (d.subject is None or d.subject.choice == YES):
+        (first, p1), (second, p2) = ranked[0], ranked[1]
+        if p1 - p2 < CATEGORY_MARGIN:
+            reasons.append(f"category {first} ({p1:.2f}) is close to {second} ({p2:.2f})")
     if any(not s.available for s in (d.category, *(x for x in [d.subject] if x is not None))):
         reasons.append("the server returned no log-probabilities: decisions are generated, confidence unknown")
     return reasons
@@ -275,7 +358,7 @@ def fit(
     subject_pairs = [
         (lo, s.gold["primary"] != outside)
         for s in dev
-        if s.gold is not None and (lo := _logodds(s.raw.answers.get("subject"))) is not None
+        if s.gold is not None and (lo := yes_logodds(s.raw.answers.get("subject"))) is not None
     ]
     subject = Binary()
     if subject_pairs:
@@ -290,7 +373,7 @@ def fit(
     def category_accuracy(alpha: float) -> float:
         rule = ChoicePrior(prior=prior, alpha=alpha)
         hits = [
-            _choice(s.raw.answers.get("category"), options, rule).choice == str(s.gold["primary"])
+            scored_choice(s.raw.answers.get("category"), options, rule).choice == str(s.gold["primary"])
             for s in aligned
             if s.gold
         ]
@@ -307,7 +390,7 @@ def fit(
             pred = [
                 n
                 for n in dataset_candidates(s.names)
-                if (lo := _logodds(s.raw.answers.get(f"dataset:{n}"))) is not None and lo > threshold
+                if (lo := yes_logodds(s.raw.answers.get(f"dataset:{n}"))) is not None and lo > threshold
             ]
             gold = [d["name"] for d in s.gold.get("datasets", [])]
             hit = sum(any(names_match(g, p) for p in pred) for g in gold)
@@ -337,4 +420,50 @@ def fit(
         introduced=Binary(threshold=0.0),
         finding=Findings(position_weight=weight, count=3),
         fitted=fitted,
+    )
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """One labelled paper's signals, for fitting `Combine`."""
+
+    logodds: float  # the subject question's Yes over No
+    category: Scored  # the calibrated category answer
+    similarity: Mapping[str, float]
+    primary: str  # the label
+
+
+CATEGORY_WEIGHTS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0)
+GATE_WEIGHTS = (0.0, 5.0, 10.0, 20.0)
+
+
+def fit_combine(papers: Sequence[Labelled], outside: str) -> Combine:
+    """Fit the four numbers of `Combine` on labelled papers: each weight by grid search (category
+    accuracy among on-topic papers; gate ROC AUC), then the gate's slope and intercept by
+    L2-regularised logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    on = [p for p in papers if p.primary != outside]
+
+    def category_hits(weight: float) -> float:
+        rule = Combine(category_weight=weight)
+        return sum(combined_category(p.category, p.similarity, rule).choice == p.primary for p in on)
+
+    category_weight, _ = _best(CATEGORY_WEIGHTS, category_hits)
+    labels = [p.primary != outside for p in papers]
+    if all(labels) or not any(labels):
+        raise ValueError("fitting the gate needs papers on and off the subject")
+
+    def gate_scores(weight: float) -> list[float]:
+        return [p.logodds + weight * max(p.similarity.values(), default=0.0) for p in papers]
+
+    gate_weight, _ = _best(GATE_WEIGHTS, lambda w: float(roc_auc_score(labels, gate_scores(w))))
+    model = LogisticRegression(C=1.0).fit(np.array(gate_scores(gate_weight))[:, None], labels)
+    return Combine(
+        category_weight=category_weight,
+        gate_weight=gate_weight,
+        gate_slope=round(float(model.coef_[0, 0]), 4),
+        gate_intercept=round(float(model.intercept_[0]), 4),
+        fit_share=round(sum(labels) / len(labels), 4),
     )

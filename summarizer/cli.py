@@ -96,6 +96,22 @@ DecisionsOpt = Annotated[
 ]
 
 
+class Mix(StrEnum):
+    feed = "feed"
+    mixed = "mixed"
+    curated = "curated"
+
+
+MixOpt = Annotated[
+    Mix | None,
+    typer.Option(
+        "--mix",
+        help="What you are tagging, for scored decisions: feed (a raw listing, few papers on the subject), "
+        "mixed (default), or curated (a reading list: the subject gate leans on-topic).",
+    ),
+]
+
+
 MapOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -155,6 +171,7 @@ def summarize(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     decisions: DecisionsOpt = None,
+    mix: MixOpt = None,
 ) -> None:
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
@@ -180,6 +197,7 @@ def summarize(
             cache_dir=cache_dir,
             no_cache=no_cache,
             decisions=decisions,
+            mix=mix,
         )
         settings.check()  # a refused setting is the one line, not after the backend's
         # On stderr, so that --json output stays one JSON document.
@@ -234,6 +252,7 @@ def config_show(
     model_path: ModelPathOpt = None,
     cache_dir: CacheDirOpt = None,
     decisions: DecisionsOpt = None,
+    mix: MixOpt = None,
 ) -> None:
     """Print the effective settings and where each came from (CLI, env, project file, user file, default).
 
@@ -245,7 +264,7 @@ def config_show(
 
     values, names = _overrides(
         backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir,
-        decisions=decisions,
+        decisions=decisions, mix=mix,
     )  # fmt: skip
     try:
         settings, shown = effective_settings(values, names)
@@ -315,6 +334,7 @@ def eval_command(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     decisions: DecisionsOpt = None,
+    mix: MixOpt = None,
 ) -> None:
     """Score the pipeline on the gold set; with --check, fail on a significant regression.
 
@@ -333,6 +353,7 @@ def eval_command(
         cache_dir=cache_dir,
         no_cache=no_cache,
         decisions=decisions,
+        mix=mix,
     )
     try:
         outcome = asyncio.run(
@@ -417,6 +438,7 @@ def tag(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     decisions: DecisionsOpt = None,
+    mix: MixOpt = None,
 ) -> None:
     """Tag many papers into OUTDIR; run the same command again to resume an interrupted run.
 
@@ -430,7 +452,7 @@ def tag(
         settings = _settings(
             backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir,
             no_cache=no_cache, concurrency=concurrency, requests_per_minute=rpm, tokens_per_minute=tpm,
-            max_cost_usd=max_cost, max_total_tokens=max_tokens, decisions=decisions,
+            max_cost_usd=max_cost, max_total_tokens=max_tokens, decisions=decisions, mix=mix,
         )  # fmt: skip
         chosen = Shard.parse(shard) if shard else None
         read = _read_options(field_map, fetch)

@@ -94,8 +94,11 @@ async def run_eval(
         else:
             async with semaphore:
                 outcomes[g.id] = await ex.extract_or_failure(paper)
-            if store is not None:
+            if store is not None and replay_path is not None:
                 store.put(key, g.id, outcomes[g.id], model=ex.backend.label)
+                # After every live paper, so that a long recording stopped midway keeps (and can
+                # commit) what it has: a rerun replays those and runs only the rest.
+                store.save(replay_path)
         if on_paper is not None:
             on_paper(score_paper(g, paper, outcomes[g.id]))
 

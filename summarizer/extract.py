@@ -49,7 +49,7 @@ from .taxonomy import NOT_ALIGNMENT, Taxonomy, load_taxonomy
 # prompt and schema and fails until the version and digest are updated together.
 RENDER_VERSION = 2
 #: The same for the scored pipeline (`scored.py`): its questions, writing and claim requests.
-SCORED_RENDER_VERSION = 3
+SCORED_RENDER_VERSION = 4
 
 
 def truncate_abstract(abstract: str, max_chars: int) -> tuple[str, str | None]:
@@ -222,6 +222,7 @@ class Extractor:
                 self.taxonomy,
                 self.settings.resolved_calibration_path,
                 self.backend.label,
+                self.settings.expected_share,
             )
         # Rendered once: byte-identical across papers, so llama.cpp re-uses its KV cache.
         self.system_prompt = self.prompts.render("system.j2", taxonomy=self.taxonomy)

@@ -1,12 +1,18 @@
 """Entry point of the embedded model server: llama-cpp-python's OpenAI-compatible server, with
-one cost removed.
+two costs removed.
 
-llama-cpp-python (0.3.x) answers a request for `logprobs` by taking the log-softmax of the
-whole score matrix, one row of ~152k floats for every token of the prompt, and then keeps only
-the rows of the generated tokens. A scored decision asks for one token after a ~1,000-token
-prompt, so that discarded work (~2 s on two cores) cost more than the question itself (~0.3 s
-of decoding once the paper's prefix is cached). `_RowsOnDemand` defers the log-softmax until
-the rows are sliced out, so only those rows are computed; the values are unchanged.
+llama-cpp-python (0.3.x) returns `logprobs` only from a model loaded with `logits_all`, and then
+(1) runs the output layer (1536 x 151,936) on every prompt token and copies each row into the
+score matrix, and (2) takes the log-softmax of the whole matrix, though it keeps only the rows
+of the generated tokens. A scored decision asks for one token after a ~1,000-token prompt, so
+both are discarded work that cost more than the question itself.
+
+- `_last_rows_eval` asks llama.cpp for the logits of the last token of each batch only, which
+  are the only rows a request without `echo` reads (the first generated token's row is the
+  prompt's last; each later one is the last of its one-token batch).
+- `_RowsOnDemand` defers the log-softmax until the rows are sliced out.
+
+The values read are unchanged (tests/test_embedded.py compares them with the unpatched server's).
 
 Run as `python -m summarizer.llamacpp_server <llama_cpp.server arguments>`.
 """
@@ -35,9 +41,30 @@ class _RowsOnDemand:
         return (self._original(row) for row in self._logits)
 
 
+def _last_rows_eval(self: Any, tokens: Any) -> None:
+    """`Llama.eval` (0.3.36) with logits for the last token of each batch only."""
+    self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
+    for i in range(0, len(tokens), self.n_batch):
+        batch = tokens[i : min(len(tokens), i + self.n_batch)]
+        n_past, n_tokens = self.n_tokens, len(batch)
+        self._batch.set_batch(batch=batch, n_past=n_past, logits_all=False)  # the last token's are always on
+        self._ctx.decode(self._batch)
+        self.input_ids[n_past : n_past + n_tokens] = batch
+        if self._logits_all:
+            last = np.ctypeslib.as_array(self._ctx.get_logits(), shape=(self._n_vocab,))
+            self.scores[n_past + n_tokens - 1, :] = last
+        self.n_tokens += n_tokens
+        self._requires_eval = False
+
+
 def install() -> None:
-    """Make `Llama.logits_to_logprobs` lazy for 2-D inputs (idempotent)."""
+    """Patch `Llama` (idempotent): logits for the last token of each batch only, and a lazy
+    log-softmax for 2-D inputs."""
     from llama_cpp import Llama
+
+    if not getattr(Llama.eval, "__summarizer_last_rows__", False):
+        _last_rows_eval.__summarizer_last_rows__ = True  # type: ignore[attr-defined]
+        Llama.eval = _last_rows_eval  # type: ignore[method-assign]
 
     current = Llama.__dict__["logits_to_logprobs"]
     if getattr(current, "__summarizer_lazy__", False):

@@ -25,12 +25,13 @@ from pydantic import BaseModel, Field, create_model, model_validator
 
 from .answers import choice_of, trim_to_sentences
 from .cache import ResponseCache, cache_key
-from .calibration import Calibration, Decisions, apply, load_calibrations
+from .calibration import SHARES, Calibration, Decisions, apply, load_calibrations
 from .decide import DECISION_TEMPLATES, Answer, QuestionSet, RawDecisions, ask_all
 from .decisions import YES
 from .llm import Backend, CallStats, Completion
 from .prompts import PromptSet
 from .schemas import MAX_CLAIMS, MAX_SUMMARY_WORDS, Confidence, Paper, PaperRecord, Usage, normalise_ws
+from .similarity import class_similarity
 from .spans import sentence_containing
 from .taxonomy import Taxonomy
 
@@ -170,21 +171,45 @@ async def _complete(
 
 
 class ScoredPipeline:
-    def __init__(self, prompts: PromptSet, taxonomy: Taxonomy, calibration: Calibration | None) -> None:
+    def __init__(
+        self, prompts: PromptSet, taxonomy: Taxonomy, calibration: Calibration | None, share: float = SHARES["mixed"]
+    ) -> None:
         self.prompts = prompts
         self.taxonomy = taxonomy
         self.calibration = calibration
+        self.share = share  # the expected share of papers about the subject (Settings.expected_share)
         self.questions = QuestionSet(prompts, taxonomy)
         # Byte-identical across papers and across a paper's questions: the server's KV cache
         # keeps it, and each paper's block after it.
         self.system = self.questions.system()
 
     @classmethod
-    def for_model(cls, prompts: PromptSet, taxonomy: Taxonomy, calibration_path: Path, model: str) -> ScoredPipeline:
-        return cls(prompts, taxonomy, load_calibrations(calibration_path).for_model(model))
+    def for_model(
+        cls, prompts: PromptSet, taxonomy: Taxonomy, calibration_path: Path, model: str, share: float
+    ) -> ScoredPipeline:
+        return cls(prompts, taxonomy, load_calibrations(calibration_path).for_model(model), share)
+
+    @property
+    def combined(self) -> bool:
+        return self.calibration is not None and self.calibration.combine is not None
+
+    def describe(self, mix: str | None) -> str:
+        """The run's first words on how it decides (`mix`: the preset named, None: a share given)."""
+        if not self.combined:
+            how = "calibrated" if self.calibration is not None else "uncalibrated (no calibration for this model)"
+            return f"decisions: scored from log-probabilities, {how}"
+        named = f"{mix}, " if mix else ""
+        return (
+            f"decisions: scored and combined with the taxonomy similarity; expected on-topic share "
+            f"{self.share:.2f} ({named}set with --mix feed|mixed|curated)"
+        )
 
     def key_part(self) -> dict[str, Any]:
-        return {"calibration": self.calibration.content_hash if self.calibration else None}
+        part: dict[str, Any] = {"calibration": self.calibration.content_hash if self.calibration else None}
+        if self.combined:
+            # Only the combined gate reads the share: a calibration without it decides the same at any share.
+            part["share"] = self.share
+        return part
 
     def claim_count(self, n_sentences: int) -> int:
         wanted = self.calibration.finding.count if self.calibration else 3
@@ -207,8 +232,11 @@ class ScoredPipeline:
             raw = raw.merge(await ask_all(backend, self.system, block, second, store=store))
         return raw
 
-    def _apply(self, raw: RawDecisions, names: tuple[str, ...], n_sentences: int) -> Decisions:
-        return apply(raw, self.taxonomy, names, n_sentences, self.calibration)
+    def _apply(
+        self, raw: RawDecisions, names: tuple[str, ...], n_sentences: int, paper: Paper | None = None
+    ) -> Decisions:
+        similarity = class_similarity(self.taxonomy, paper.title, paper.abstract) if paper is not None else None
+        return apply(raw, self.taxonomy, names, n_sentences, self.calibration, similarity=similarity, share=self.share)
 
     def write_messages(self, title: str, sentences: list[str], names: tuple[str, ...]) -> list[dict[str, str]]:
         block = self.questions.paper_block(title, sentences)
@@ -227,7 +255,7 @@ class ScoredPipeline:
         store: SubAnswers | None = None,
     ) -> ScoredOutcome:
         raw = await self.decide(backend, paper.title, sentences, names, store)
-        decisions = self._apply(raw, names, len(sentences))
+        decisions = self._apply(raw, names, len(sentences), paper)
         claims = decisions.claim_sentences(self.claim_count(len(sentences)))
         model = write_model(tuple(self.taxonomy.contribution_ids), names)
         complete = store.complete if store is not None else _complete
@@ -319,6 +347,10 @@ class ScoredPipeline:
         if d.subject is not None:
             p = f"{d.subject.p(YES):.2f}" if d.subject.available else "unknown (generated)"
             parts.append(f"P(about the subject) = {p}")
+            if d.combined and d.subject.available:
+                parts[-1] += f" at an expected share of {self.share:.2f}"
+        if d.combined:
+            parts.append("answers combined with the taxonomy similarity")
         if d.primary == self.taxonomy.outside:
             parts.insert(0, f"Scored outside the subject, so {d.primary}")
         else:

@@ -52,6 +52,9 @@ BACKEND_TIMEOUTS = {"openai": (120.0, 600.0), "embedded": (300.0, 900.0)}
 
 
 PROJECT_CONFIG_NAME = "summarizer.toml"
+#: The share of papers about the subject that each `mix` assumes (round values describing the
+#: inputs: a raw day of a broad arXiv category, a topical mix, a reading list).
+MIX_SHARES = {"feed": 0.10, "mixed": 0.50, "curated": 0.95}
 
 
 def project_config_path() -> Path:
@@ -116,6 +119,15 @@ class Settings(BaseSettings):
     calibration_path: Path | None = Field(
         None, description="Replace the calibration of scored decisions (prompts/calibration.json)."
     )
+    mix: Literal["feed", "mixed", "curated"] = Field(
+        "mixed",
+        description="What is being tagged, for scored decisions: a raw listing of a broad field (feed: about "
+        f"{MIX_SHARES['feed']:.0%} on the subject), a mixed page ({MIX_SHARES['mixed']:.0%}), or a curated "
+        f"reading list ({MIX_SHARES['curated']:.0%}). The subject gate leans accordingly.",
+    )
+    on_topic_share: float | None = Field(
+        None, gt=0.0, lt=1.0, description="The expected share of papers about the subject; replaces `mix`."
+    )
 
     # --- operational (never part of the cache key) ----------------------------------
     timeout_s: float | None = Field(None, gt=0, description="Per request; default: the backend's (BACKEND_TIMEOUTS).")
@@ -176,6 +188,11 @@ class Settings(BaseSettings):
             return "openai"
         remote_model = self.model is not None and self.model_path is None and self.model != DEFAULT_MODEL_NAME
         return "openai" if remote_model else "embedded"
+
+    @property
+    def expected_share(self) -> float:
+        """The share of papers about the subject that scored decisions assume."""
+        return self.on_topic_share if self.on_topic_share is not None else MIX_SHARES[self.mix]
 
     @property
     def resolved_calibration_path(self) -> Path:

@@ -100,7 +100,7 @@ def test_fast_key_path_equals_the_documented_key(tmp_path: Path) -> None:
 # version. The cache key does not hash the rendering code itself, so a change to it that does
 # not bump the version would serve (and replay) answers to prompts the model was never shown.
 RENDERED_AT_VERSION = (2, "9f4aeb46c02ae17698d52fbc56ac80c2529cb68e559e4a9e6e09ef8d8224c676")
-SCORED_RENDERED_AT_VERSION = (3, "4b4199c8392806716f3748aefbed0f56058dd3df1e9d69bd02e657b48a6f556e")
+SCORED_RENDERED_AT_VERSION = (4, "6afb748ae30382cd70514634ea0d40003bbd364dc4aa6a9a866c68fe3c47e17c")
 
 
 def _seed_papers() -> list[Any]:

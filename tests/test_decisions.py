@@ -128,7 +128,9 @@ def test_calibration_file_round_trips_one_entry_per_model(tmp_path: Path) -> Non
 
 async def test_questions_share_the_paper_prefix_and_come_from_the_prompt_files() -> None:
     prompts = load_prompts(ROOT / "prompts", DECISION_TEMPLATES)
-    qs = QuestionSet(prompts, TAX).first_round(("HH-RLHF", "GPT-4"), 3)
+    asked = QuestionSet(prompts, TAX).first_round(("HH-RLHF", "GPT-4"), 3)
+    assert [q.key for q in asked] == ["subject", "category", "dataset:HH-RLHF"]  # claims are chosen by position
+    qs = QuestionSet(prompts, TAX).first_round(("HH-RLHF", "GPT-4"), 3, findings=True)
     assert [q.key for q in qs] == ["subject", "category", "dataset:HH-RLHF", "finding:1", "finding:2", "finding:3"]
     assert "Is it about X?" in qs[0].text
     fake = FakeBackend(chooser=lambda messages, options: [(options[0], -0.1)])

@@ -104,6 +104,24 @@ async def test_replay_store_replays_without_calling_the_model(tmp_path: Path) ->
     assert second.summary["metrics"] == first.summary["metrics"]
 
 
+async def test_a_recording_keeps_each_finished_paper_on_disk_as_it_goes(tmp_path: Path) -> None:
+    # A live recording of the gold set takes most of an hour on the embedded model; stopped by a
+    # kill (no `finally` runs), the store on disk must already hold every paper finished.
+    gold = load_gold(GOLD)
+    replay = tmp_path / "replay.jsonl"
+    answer = oracle(gold)
+    on_disk: list[int] = []
+
+    def responder(messages: list[dict[str, str]]) -> dict[str, Any]:
+        on_disk.append(len(replay.read_text().splitlines()) if replay.exists() else 0)
+        return answer(messages)  # type: ignore[no-any-return]
+
+    settings = Settings(cache_dir=tmp_path / "c", use_cache=False, concurrency=1)
+    async with Extractor(settings, backend=FakeBackend(responder=responder)) as ex:
+        await run_eval(settings, gold_path=GOLD, paper_files=SEEDS, replay_path=replay, extractor=ex)
+    assert on_disk[:5] == [0, 1, 2, 3, 4]
+
+
 async def test_a_worse_model_fails_the_gate_and_an_equal_one_passes(tmp_path: Path) -> None:
     gold = load_gold(GOLD)
     settings = Settings(cache_dir=tmp_path / "c", use_cache=False)

@@ -96,15 +96,17 @@ def test_labels_follow_the_scores_and_claims_cite_the_sentence_they_were_written
     assert r.confidence is not None and r.confidence.category is not None and r.confidence.category > 0.9
     assert r.confidence.runner_up == "learning_from_feedback"
     assert not r.needs_review
-    # Three claims: the two scored findings and the next best (position-weighted), each citing
-    # exactly the sentence its statement was written from.
+    # Three claims, chosen by position (the last three sentences: no finding questions are
+    # asked), each citing exactly the sentence its statement was written from.
     for claim in r.claims:
         words = claim.statement.removeprefix("Restated: ").split()
         assert claim.evidence.split()[: len(words)] == words
-    assert {c.evidence for c in r.claims} >= {
+    assert [c.evidence for c in r.claims] == [
+        "We train reward models on PrefBench and on HH-RLHF.",
         "Our method cuts reward hacking by 40% on held-out prompts.",
         "Larger models benefit the most from the new data.",
-    }
+    ]
+    assert not any("sentence [" in question_of(m) for m in backend.calls)
     # A claim request holds its sentence and not the paper.
     claim_requests = [m for m in backend.calls if "Here is one sentence" in m[-1]["content"]]
     assert len(claim_requests) == len(r.claims)

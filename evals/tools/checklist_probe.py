@@ -61,7 +61,7 @@ def main() -> None:
             names = tuple(candidate_names(p["abstract"]))
             block = dp.QS.paper_block(p["title"], sentences) + "\n"
             raw = RawDecisions()
-            for q in dp.QS.first_round(names, len(sentences)):
+            for q in dp.QS.first_round(names, len(sentences), findings=True):
                 if q.key in ("subject", "category"):
                     key = hashlib.sha256((dp.SYSTEM + "\x00" + block + q.text).encode()).hexdigest()
                     raw.answers[q.key] = Answer(top=dp.CACHE[key])

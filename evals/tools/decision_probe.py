@@ -149,7 +149,7 @@ def main() -> None:
         names = tuple(candidate_names(paper.abstract))
         block = QS.paper_block(paper.title, sentences) + "\n"
         raw = RawDecisions()
-        for q in QS.first_round(names, len(sentences)):
+        for q in QS.first_round(names, len(sentences), findings=True):
             raw.answers[q.key] = Answer(top=ask(block + q.text))
         extra[pid] = {k: ask(block + text) for k, text in EXTRA.items()}
         samples[pid] = Sample(raw, names, len(sentences), tuple(sentences), gold.get(pid) or dev.get(pid))

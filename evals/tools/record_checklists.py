@@ -48,7 +48,7 @@ def questions() -> None:
             sentences = split_sentences(p["abstract"])
             names = tuple(candidate_names(p["abstract"]))
             block = dp.QS.paper_block(p["title"], sentences) + "\n"
-            for q in dp.QS.first_round(names, len(sentences)):
+            for q in dp.QS.first_round(names, len(sentences), findings=True):
                 if q.key in ASKED:
                     dp.ask(block + q.text)
             print(f"{i}/{len(papers)} {p['id']} {time.perf_counter() - t0:.1f}s", flush=True)
