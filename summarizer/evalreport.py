@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .digest import md_escape
 from .evaluate import EvalRun
-from .export import md_escape
 from .gate import GateFinding
 
 LABELS = {

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
+from .digest import short_authors
 from .errors import InputError, OutputError
 from .export import (
     CSV_FILE,
@@ -39,7 +40,6 @@ from .export import (
     file_digest,
     load_failures,
     load_results,
-    short_authors,
 )
 from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
 from .sources import read_inputs
