@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from .ranking import is_ranked, on_topic_label, ranked
 from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
 
 # Characters that Markdown (CommonMark/GFM) or HTML would read as syntax. `&`, `<` and `>`
@@ -39,11 +40,20 @@ def render_digest(results: Sequence[Result], failures: Sequence[Failure] = (), *
         out += ["| Category | Papers |", "|---|---:|"]
         out += [f"| {md_escape(cat)} | {counts[cat]} |" for cat in order]
         out.append("")
-    for cat in order:
-        out += [f"## {md_escape(cat)} ({counts[cat]})", ""]
-        for result in sorted(by_category[cat], key=lambda r: r.record.title.casefold()):
-            out += _digest_entry(result)
+    if is_ranked(results):
+        usual = [r for cat in order for r in sorted(by_category[cat], key=lambda r: r.record.title.casefold())]
+        flagged = sum(r.record.needs_review for r in results)
+        out += [f"## Papers by P(on-topic), highest first ({len(results)})", ""]
+        out += [f"{flagged} of {len(results)} flagged for review.", ""]
+        for result in ranked(usual):
+            out += _digest_entry(result, one_list=True)
         out.append("")
+    else:
+        for cat in order:
+            out += [f"## {md_escape(cat)} ({counts[cat]})", ""]
+            for result in sorted(by_category[cat], key=lambda r: r.record.title.casefold()):
+                out += _digest_entry(result)
+            out.append("")
     if failures:
         out += [f"## Failed ({len(failures)})", ""]
         for f in sorted(failures, key=lambda f: f.title.casefold()):
@@ -52,13 +62,17 @@ def render_digest(results: Sequence[Result], failures: Sequence[Failure] = (), *
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _digest_entry(result: Result) -> list[str]:
+def _digest_entry(result: Result, *, one_list: bool = False) -> list[str]:
     r, src = result.record, result.source
     title = f"**{md_escape(r.title)}**"
     link = src.link if src else None
     if link:
         title = f"[{title}](<{link}>)"
     lines = [f"- {title}: {md_escape(r.summary)}"]
+    if one_list:  # across categories: each entry names its own
+        lines.append(f"  - {on_topic_label(r)} · Category: {md_escape(r.category.primary)}")
+    if r.needs_review:
+        lines.append(f"  - **Needs review**: {md_escape('; '.join(r.review_reasons) or 'no reason given')}")
     if src is not None and (identity := identity_line(src)):
         lines.append(f"  - Source: {identity}")
     method = md_escape(r.method.description)
