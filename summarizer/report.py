@@ -41,6 +41,7 @@ from .export import (
     load_failures,
     load_results,
 )
+from .ranking import is_ranked, on_topic_label, ranked, review_label
 from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
 from .sources import read_inputs
 
@@ -142,6 +143,8 @@ class Card:
     note: str | None
     byline: list[str] = field(default_factory=list)  # authors, date, input id, DOI: plain text, escaped by the template
     link: str | None = None  # an http(s) URL only (`PaperSource.link`)
+    on_topic: str | None = None  # "P(on-topic) 0.83" when the run is listed by it
+    review: str = ""  # "needs review: reasons" for a flagged record
 
 
 @dataclass(frozen=True)
@@ -247,9 +250,10 @@ def _identity(source: PaperSource | None) -> dict[str, Any]:
     return {"byline": [normalise_ws(b) for b in byline], "link": source.link}
 
 
-def _card(result: Result, abstracts: Abstracts) -> Card:
+def _card(result: Result, abstracts: Abstracts, *, by_topic: bool = False) -> Card:
     record = result.record
     identity = _identity(result.source)
+    identity |= {"on_topic": on_topic_label(record) if by_topic else None, "review": review_label(record)}
     quotes = [c.evidence for c in record.claims]
     abstract = abstracts.by_id.get(record.paper_id)
     if abstract is None:
@@ -323,8 +327,8 @@ def render_run_report(
         DatasetOption(k, labels[k], dataset_counts[k]) for k in sorted(dataset_counts, key=lambda k: (k, labels[k]))
     ]
     rank = {k: i for i, k in enumerate(sorted(categories, key=lambda k: (-categories[k], k)))}
-    ordered = sorted(results, key=lambda r: (rank[r.record.category.primary], r.record.title.casefold()))
-    cards = [_card(r, abstracts) for r in ordered]
+    ordered = ranked(sorted(results, key=lambda r: (rank[r.record.category.primary], r.record.title.casefold())))
+    cards = [_card(r, abstracts, by_topic=is_ranked(results)) for r in ordered]
     data = {
         "papers": [
             {
@@ -360,6 +364,7 @@ def render_run_report(
         datasets=datasets,
         cards=cards,
         review_count=sum(r.record.needs_review for r in ordered),
+        ranked=is_ranked(results),
         provenance=_provenance(results, manifest),
         generated_at=_now(),
         outdir=outdir,
