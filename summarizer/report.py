@@ -537,6 +537,7 @@ def _plain(value: Any) -> str:
 
 def render_eval_html(run: EvalRun, baseline: EvalRun | None = None) -> str:
     """The eval dashboard: metric table with intervals, confusion heat map, changes versus the baseline."""
+    from .evalreport import REVIEW_LABELS
     from .gate import COMPARED_FIELDS
 
     return _ENV.get_template("eval.html.j2").render(
@@ -545,6 +546,8 @@ def render_eval_html(run: EvalRun, baseline: EvalRun | None = None) -> str:
         run=run,
         baseline=baseline,
         metrics=_metric_rows(run, baseline),
+        review=run.summary.get("review"),
+        review_labels=REVIEW_LABELS,
         matrix=_matrix(run.summary["confusion"]),
         changes=_changes(run, baseline) if baseline is not None else [],
         compared=COMPARED_FIELDS,

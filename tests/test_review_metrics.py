@@ -8,6 +8,7 @@ the reports it always wrote.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from summarizer.evalreport import render_markdown
@@ -137,3 +138,20 @@ def test_score_paper_carries_the_records_flag() -> None:
     assert score_paper(gold, paper, result).needs_review is True
     unflagged = result.model_copy(update={"record": record.model_copy(update={"needs_review": False})})
     assert score_paper(gold, paper, unflagged).needs_review is False
+
+
+def test_eval_dashboard_shows_the_review_figures_only_for_a_flagged_run() -> None:
+    from summarizer.report import render_eval_html
+
+    page = render_eval_html(run_of(scores(FLAGGED)))
+    table = page.split('<table id="review">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(
+        r'<tr data-metric="([a-z_]+)">\s*<th scope="row">([^<]+)</th>\s*<td class="num">([^<]+)</td>', table
+    )
+    assert rows == [
+        ("flagged_share", "Records flagged for review", "0.263"),
+        ("category_accuracy_unflagged", "Category accuracy, unflagged records", "0.786"),
+        ("category_accuracy_flagged", "Category accuracy, flagged records", "0.400"),
+    ]
+    assert "5 of 19 valid records flagged" in page
+    assert 'id="review"' not in render_eval_html(run_of(scores(set())))
