@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .digest import md_escape
 from .evaluate import EvalRun
-from .export import md_escape
 from .gate import GateFinding
 
 LABELS = {
@@ -22,6 +22,11 @@ LABELS = {
     "evidence_verbatim": "Evidence quotes verbatim",
     "claim_recall": "Gold claims found",
     "schema_valid": "Schema-valid records",
+}
+REVIEW_LABELS = {
+    "flagged_share": "Records flagged for review",
+    "category_accuracy_unflagged": "Category accuracy, unflagged records",
+    "category_accuracy_flagged": "Category accuracy, flagged records",
 }
 
 
@@ -54,6 +59,8 @@ def render_markdown(
         low, high = m["ci95"]
         lines.append(f"| {LABELS.get(name, name)} | {m['value']:.3f} | [{low:.3f}, {high:.3f}] |")
     lines += ["", "Operational: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["operational"].items()), ""]
+    if "review" in s:
+        lines += _review_lines(s["review"])
     if findings:
         lines += [
             "## Regression gate",
@@ -91,3 +98,23 @@ def render_markdown(
                 before, now = _cell(ch["baseline"][field]), _cell(ch["current"][field])
                 lines.append(f"| {_cell(ch['title'])} | {field} | {before} | {now} |")
     return "\n".join(lines) + "\n"
+
+
+def _review_lines(review: dict[str, Any]) -> list[str]:
+    """Accuracy with and without the records flagged for review (`scoring.review_summary`)."""
+    lines = [
+        "## Records flagged for review (95% bootstrap intervals over papers)",
+        "",
+        f"{review['flagged']} of {review['records']} valid records flagged. Not compared by the regression gate.",
+        "",
+        "| metric | value | 95% CI | papers |",
+        "|---|---:|---|---:|",
+    ]
+    for name, m in review["metrics"].items():
+        label = REVIEW_LABELS.get(name, name)
+        if not m["papers"]:  # every record on the other side of the flag: no accuracy to give
+            lines.append(f"| {label} | n/a | | 0 |")
+            continue
+        low, high = m["ci95"]
+        lines.append(f"| {label} | {m['value']:.3f} | [{low:.3f}, {high:.3f}] | {m['papers']} |")
+    return [*lines, ""]

@@ -12,22 +12,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import html
 import io
 import json
 import os
 import re
 import stat
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from .digest import render_digest
 from .errors import OutputError
-from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
+from .schemas import Failure, PaperSource, Result, normalise_ws
 
 RECORDS = "records.jsonl"
 REJECTED = "records.rejected.jsonl"  # records.jsonl lines that failed the record checks on a resume
@@ -485,81 +483,6 @@ def to_parquet(results: Sequence[Result]) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
-
-
-# --------------------------------------------------------------------------------------
-# Markdown digest
-
-# Characters that Markdown (CommonMark/GFM) or HTML would read as syntax. `&`, `<` and `>`
-# become entities so no tag or entity from a paper can reach a renderer; the rest get a
-# backslash. Escaping only inline text is enough because paper text never starts a line.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
-
-
-def md_escape(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(normalise_ws(text), quote=False))
-
-
-def render_digest(results: Sequence[Result], failures: Sequence[Failure] = (), *, title: str = "Paper digest") -> str:
-    by_category: dict[str, list[Result]] = {}
-    for result in results:
-        by_category.setdefault(result.record.category.primary, []).append(result)
-    counts = Counter({cat: len(items) for cat, items in by_category.items()})
-    order = sorted(counts, key=lambda c: (-counts[c], c))
-    today = datetime.now(UTC).date().isoformat()
-    out: list[str] = [f"# {md_escape(title)}", ""]
-    failed = f" · {len(failures)} failed" if failures else ""
-    plural = "category" if len(counts) == 1 else "categories"
-    out += [f"{len(results)} papers in {len(counts)} {plural}{failed} · {today}", ""]
-    if order:
-        out += ["| Category | Papers |", "|---|---:|"]
-        out += [f"| {md_escape(cat)} | {counts[cat]} |" for cat in order]
-        out.append("")
-    for cat in order:
-        out += [f"## {md_escape(cat)} ({counts[cat]})", ""]
-        for result in sorted(by_category[cat], key=lambda r: r.record.title.casefold()):
-            out += _digest_entry(result)
-        out.append("")
-    if failures:
-        out += [f"## Failed ({len(failures)})", ""]
-        for f in sorted(failures, key=lambda f: f.title.casefold()):
-            out.append(f"- **{md_escape(f.title)}**: {md_escape(f.error)}")
-        out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-def _digest_entry(result: Result) -> list[str]:
-    r, src = result.record, result.source
-    title = f"**{md_escape(r.title)}**"
-    link = src.link if src else None
-    if link:
-        title = f"[{title}](<{link}>)"
-    lines = [f"- {title}: {md_escape(r.summary)}"]
-    if src is not None and (identity := identity_line(src)):
-        lines.append(f"  - Source: {identity}")
-    method = md_escape(r.method.description)
-    if r.method.name:
-        method = f"**{md_escape(r.method.name)}**: {method}"
-    lines.append(f"  - Method: {method}")
-    if r.datasets:
-        lines.append("  - Datasets: " + "; ".join(f"{md_escape(d.name)} ({d.role})" for d in r.datasets))
-    return lines
-
-
-def short_authors(authors: Sequence[str] | None, limit: int = 5) -> str:
-    names = [normalise_ws(a) for a in authors or [] if a.strip()]
-    return ", ".join(names) if len(names) <= limit else ", ".join(names[:3]) + " et al."
-
-
-def identity_line(src: PaperSource) -> str:
-    """Authors · date · id · DOI · URL, escaped for Markdown; a URL that is not a link stays text."""
-    parts = [md_escape(short_authors(src.authors))] if src.authors else []
-    parts += [md_escape(v) for v in (src.date, f"id {src.id}" if src.id else None) if v]
-    if src.doi:
-        parts.append(md_escape(f"DOI {src.doi}"))
-    if src.url and web_link(src.url) is None:  # not http(s): shown, never linked
-        parts.append(md_escape(f"URL {src.url}"))
-    return " · ".join(p for p in parts if p)
 
 
 # --------------------------------------------------------------------------------------

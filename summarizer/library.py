@@ -18,8 +18,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from .digest import md_escape
 from .errors import ConfigError, OutputError
-from .export import atomic_write, md_escape
+from .export import atomic_write
 from .schemas import PaperSource, Result, normalise_ws, strip_controls
 
 NOTES_DIR = "notes"

@@ -66,6 +66,16 @@ def render_eval(outcome: EvalOutcome) -> RenderableType:
         low, high = m["ci95"]
         table.add_row(name, f"{m['value']:.3f}", f"[{low:.3f}, {high:.3f}]")
     parts: list[RenderableType] = [table]
+    review = run.summary.get("review")
+    if review is not None:  # apart from the headline table: the gate does not compare these
+        flags = Table(title=f"review flags · {review['flagged']} of {review['records']} records flagged")
+        for column in ("metric", "value", "95% CI", "papers"):
+            flags.add_column(column, justify="left" if column == "metric" else "right")
+        for name, m in review["metrics"].items():
+            low, high = m["ci95"]
+            shown = (f"{m['value']:.3f}", f"[{low:.3f}, {high:.3f}]") if m["papers"] else ("n/a", "")
+            flags.add_row(name, *shown, str(m["papers"]))
+        parts.append(flags)
     if outcome.findings:
         gate = Table(title="regression gate")
         gate.add_column("metric")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
+from .digest import short_authors
 from .errors import InputError, OutputError
 from .export import (
     CSV_FILE,
@@ -39,8 +40,8 @@ from .export import (
     file_digest,
     load_failures,
     load_results,
-    short_authors,
 )
+from .ranking import is_ranked, on_topic_label, ranked, review_label
 from .schemas import Failure, PaperSource, Result, normalise_ws, web_link
 from .sources import read_inputs
 
@@ -142,6 +143,8 @@ class Card:
     note: str | None
     byline: list[str] = field(default_factory=list)  # authors, date, input id, DOI: plain text, escaped by the template
     link: str | None = None  # an http(s) URL only (`PaperSource.link`)
+    on_topic: str | None = None  # "P(on-topic) 0.83" when the run is listed by it
+    review: str = ""  # "needs review: reasons" for a flagged record
 
 
 @dataclass(frozen=True)
@@ -247,9 +250,10 @@ def _identity(source: PaperSource | None) -> dict[str, Any]:
     return {"byline": [normalise_ws(b) for b in byline], "link": source.link}
 
 
-def _card(result: Result, abstracts: Abstracts) -> Card:
+def _card(result: Result, abstracts: Abstracts, *, by_topic: bool = False) -> Card:
     record = result.record
     identity = _identity(result.source)
+    identity |= {"on_topic": on_topic_label(record) if by_topic else None, "review": review_label(record)}
     quotes = [c.evidence for c in record.claims]
     abstract = abstracts.by_id.get(record.paper_id)
     if abstract is None:
@@ -323,8 +327,8 @@ def render_run_report(
         DatasetOption(k, labels[k], dataset_counts[k]) for k in sorted(dataset_counts, key=lambda k: (k, labels[k]))
     ]
     rank = {k: i for i, k in enumerate(sorted(categories, key=lambda k: (-categories[k], k)))}
-    ordered = sorted(results, key=lambda r: (rank[r.record.category.primary], r.record.title.casefold()))
-    cards = [_card(r, abstracts) for r in ordered]
+    ordered = ranked(sorted(results, key=lambda r: (rank[r.record.category.primary], r.record.title.casefold())))
+    cards = [_card(r, abstracts, by_topic=is_ranked(results)) for r in ordered]
     data = {
         "papers": [
             {
@@ -360,6 +364,7 @@ def render_run_report(
         datasets=datasets,
         cards=cards,
         review_count=sum(r.record.needs_review for r in ordered),
+        ranked=is_ranked(results),
         provenance=_provenance(results, manifest),
         generated_at=_now(),
         outdir=outdir,
@@ -532,6 +537,7 @@ def _plain(value: Any) -> str:
 
 def render_eval_html(run: EvalRun, baseline: EvalRun | None = None) -> str:
     """The eval dashboard: metric table with intervals, confusion heat map, changes versus the baseline."""
+    from .evalreport import REVIEW_LABELS
     from .gate import COMPARED_FIELDS
 
     return _ENV.get_template("eval.html.j2").render(
@@ -540,6 +546,8 @@ def render_eval_html(run: EvalRun, baseline: EvalRun | None = None) -> str:
         run=run,
         baseline=baseline,
         metrics=_metric_rows(run, baseline),
+        review=run.summary.get("review"),
+        review_labels=REVIEW_LABELS,
         matrix=_matrix(run.summary["confusion"]),
         changes=_changes(run, baseline) if baseline is not None else [],
         compared=COMPARED_FIELDS,

@@ -75,6 +75,9 @@ class PaperScore(BaseModel):
     evidence_verbatim: int = 0
     gold_claims: int = 0
     gold_claims_found: int = 0
+    # Written only when set: a run without review flags (generated decisions) keeps the
+    # report.json it always had, and older reports read back as unflagged.
+    needs_review: bool = Field(False, exclude_if=lambda flagged: not flagged)
     reasks: int = 0
     retries: int = 0
     tokens: int = 0
@@ -168,6 +171,7 @@ def score_paper(gold: GoldPaper, paper: Paper, outcome: Result | Failure) -> Pap
         evidence_verbatim=sum(find_verbatim(q, paper.abstract) is not None for q in quotes),
         gold_claims=len(gold.claims),
         gold_claims_found=found,
+        needs_review=record.needs_review,
         reasks=prov.reasks,
         retries=max(prov.attempts - prov.reasks - 1, 0),
         tokens=prov.usage.total_tokens,
@@ -276,11 +280,42 @@ def confusion(scores: Sequence[PaperScore]) -> dict[str, dict[str, int]]:
     return {g: dict(sorted(row.items())) for g, row in sorted(matrix.items())}
 
 
-def summarise(scores: Sequence[PaperScore]) -> dict[str, Any]:
+def review_summary(scores: Sequence[PaperScore]) -> dict[str, Any] | None:
+    """How often records are flagged for review, and category accuracy on each side of the flag.
+
+    None when no record is flagged. Over valid records only: a failure is no record to flag
+    or trust. Each interval bootstraps the papers of its own group, as `bootstrap` does for
+    the whole set. Kept out of the headline metrics, which the regression gate compares.
+    """
+    records = [s for s in scores if s.valid]
+    flagged = [s for s in records if s.needs_review]
+    if not flagged:
+        return None
+    unflagged = [s for s in records if not s.needs_review]
+    accuracy = HEADLINE["category_accuracy"]
+    groups: dict[str, tuple[Sequence[PaperScore], Metric]] = {
+        "flagged_share": (records, lambda s: _mean([x.needs_review for x in s])),
+        "category_accuracy_unflagged": (unflagged, accuracy),
+        "category_accuracy_flagged": (flagged, accuracy),
+    }
     return {
+        "records": len(records),
+        "flagged": len(flagged),
+        "metrics": {
+            name: bootstrap(group, fn).as_dict() | {"papers": len(group)} for name, (group, fn) in groups.items()
+        },
+    }
+
+
+def summarise(scores: Sequence[PaperScore]) -> dict[str, Any]:
+    summary = {
         "papers": len(scores),
         "metrics": {name: bootstrap(scores, fn).as_dict() for name, fn in HEADLINE.items()},
         "operational": {name: round(fn(scores), 4) for name, fn in OPERATIONAL.items()},
         "per_class": per_class(scores),
         "confusion": confusion(scores),
     }
+    review = review_summary(scores)
+    if review is not None:
+        summary["review"] = review
+    return summary

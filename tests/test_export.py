@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from summarizer.cache import canonical_json
+from summarizer.digest import md_escape, render_digest
 from summarizer.errors import OutputError
-from summarizer.export import COLUMNS, RECORDS, export_run, load_results, md_escape, render_digest
+from summarizer.export import COLUMNS, RECORDS, export_run, load_results
 from summarizer.schemas import Failure, PaperRecord, Provenance, Result, Usage, paper_id
 
 CATEGORIES = ["learning_from_feedback", "interpretability", "governance"]

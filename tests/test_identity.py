@@ -12,7 +12,8 @@ import pytest
 
 from summarizer.batch import run_tag
 from summarizer.cache import RunCache
-from summarizer.export import RECORDS, load_results, render_digest
+from summarizer.digest import render_digest
+from summarizer.export import RECORDS, load_results
 from summarizer.extract import Extractor
 from summarizer.fakes import FakeBackend, valid_answer
 from summarizer.report import render_run_report

@@ -34,7 +34,8 @@ from summarizer.evaluate import EvalRun, write_run
 from summarizer.export import load_failures, load_results
 from summarizer.fakes import FakeBackend, names_of, sentences_of, valid_answer
 from summarizer.gate import changed_papers
-from summarizer.schemas import Result, normalise_ws, paper_id
+from summarizer.report import render_run_report
+from summarizer.schemas import Confidence, Result, normalise_ws, paper_id
 from summarizer.scoring import PaperScore, summarise
 from summarizer.settings import Settings
 
@@ -297,6 +298,36 @@ def test_missing_input_shows_quotes_alone(run_dir: Path, tmp_path: Path, results
         assert html.escape(claim.evidence).replace("&#x27;", "&#39;") in card
     # Papers from inputs still present keep their abstracts.
     assert raw.count('<details class="abstract">') == len(results) - 1
+
+
+def test_a_scored_run_is_listed_by_p_on_topic_and_flags_show_their_reasons(
+    results: list[Result], tmp_path: Path
+) -> None:
+    # The fake run's records given scored confidences: P(on-topic) from a hash of the id, the
+    # middle band flagged, as the scored path flags uncertain papers.
+    scored = []
+    for r in results:
+        p = (_hash(r.record.paper_id) % 1000) / 1000
+        flagged = 0.3 <= p <= 0.7
+        record = r.record.model_copy(update={
+            "confidence": Confidence(subject=p, category=0.6), "needs_review": flagged,
+            "review_reasons": [f"subject {p:.2f} is uncertain"] if flagged else [],
+        })  # fmt: skip
+        scored.append(r.model_copy(update={"record": record}))
+    expected = [r.record.paper_id for r in sorted(scored, key=lambda r: -(r.record.confidence.subject or 0.0))]
+    page = tmp_path / "report.html"
+    page.write_text(render_run_report(scored), encoding="utf-8")
+    dom = browse(page, tmp_path / "chromium", fragment="selftest&review=yes", size="500,1000")
+    browse(page, tmp_path / "chromium", size="500,1400", shot=ARTIFACTS / "report-ranked.png")
+    result = selftest(dom)
+    assert re.findall(r'<article class="card" id="p-([0-9a-f]+)"', dom) == expected
+    flagged = [pid for pid in expected if next(r for r in scored if r.record.paper_id == pid).record.needs_review]
+    assert flagged and result["filters"]["review"]["visible"] == flagged
+    assert result["overflowX"] is False, "the probability badge must not widen a narrow window"
+    first = dom.split('<article class="card"')[1].split("</article>")[0]
+    top = next(r for r in scored if r.record.paper_id == expected[0]).record.confidence
+    assert top is not None and f">P(on-topic) {top.subject:.2f}</span>" in first
+    assert dom.count('<p class="review-note">needs review: subject ') == len(flagged)
 
 
 # --------------------------------------------------------------------------------------
