@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from pytest import MonkeyPatch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from summarizer import catalog, package_version
+from summarizer import DISTRIBUTION, catalog, package_version
 from summarizer.catalog import embedded_model
 from summarizer.cli import app
 from summarizer.errors import ConfigError, ModelFileError
@@ -46,11 +47,38 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _installed_distribution() -> md.Distribution:
+    """The distribution that installed the `summarizer` command, whatever its name."""
+    (ep,) = [e for e in md.entry_points(group="console_scripts") if e.value == "summarizer.cli:main"]
+    assert ep.dist is not None
+    return ep.dist
+
+
 def test_version_is_the_installed_distributions() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert result.output.strip() == f"summarizer {md.version('summarizer')}"
-    assert package_version() == md.version("summarizer")
+    assert result.output.strip() == f"summarizer {_installed_distribution().version}"
+    assert package_version() == _installed_distribution().version
+
+
+def test_distribution_name_is_the_one_pyproject_publishes() -> None:
+    # `summarizer` on PyPI is someone else's project: publishing under it would fail, and a
+    # `pip install summarizer` would bring theirs. The import name and the command stay.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == DISTRIBUTION == "paper-summarizer"
+    assert project["scripts"] == {"summarizer": "summarizer.cli:main"}
+
+
+def test_version_reads_the_renamed_distribution_first(monkeypatch: MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def version(name: str) -> str:
+        asked.append(name)
+        return "9.8.7"
+
+    monkeypatch.setattr(md, "version", version)
+    assert package_version() == "9.8.7"
+    assert asked == [DISTRIBUTION]
 
 
 def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
