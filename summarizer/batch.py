@@ -41,6 +41,7 @@ from .export import (
     open_run_dir,
     overwrite_in_place,
     record_id,
+    skipped_note,
 )
 from .extract import Extractor
 from .llm import Backend, describe_backend
@@ -606,7 +607,8 @@ async def run_tag(
             lock.release()
     if export:
         try:
-            summary.outputs = {k: str(v) for k, v in export_run(directory).items()}
+            written = export_run(directory)
+            summary.outputs, summary.notes = {k: str(v) for k, v in written.items()}, skipped_note(written)
         except OutputError as exc:  # the run itself is complete: say so, and how to get the exports
             raise OutputError(
                 f"{exc.message}; every record is in {directory / RECORDS}: fix that and run "

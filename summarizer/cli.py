@@ -139,6 +139,16 @@ def _fail(exc: SummarizerError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, InputError) else 1)
 
 
+def _require(extra: str, what: str) -> None:
+    """Exit 1 with one line naming the extra to install, before importing what needs it."""
+    from .extras import require_extra
+
+    try:
+        require_extra(extra, what)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def summarize(
     input: Annotated[Path | None, typer.Argument(help="A paper file (any input format); '-' reads stdin.")] = None,
@@ -320,6 +330,7 @@ def eval_command(
 
     Exit codes with --check: 0 passed, 1 regression, 2 bad input or a stale replay store.
     """
+    _require("eval", "`summarizer eval`")
     import asyncio
 
     from .evaluate import evaluate
@@ -371,6 +382,7 @@ def calibrate_command(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Fit the calibration of scored decisions for this model and save it (answers come from the cache)."""
+    _require("eval", "`summarizer calibrate`")
     import asyncio
 
     from .calibrate import calibrate
@@ -477,15 +489,16 @@ def export_command(
     ] = None,
 ) -> None:
     """Regenerate records.csv, records.parquet and digest.md (or the formats named) from OUTDIR/records.jsonl."""
-    from .export import FORMATS, export_run
+    from .export import export_run, skipped_note
 
     try:
-        chosen = [f.value for f in formats] if formats else list(FORMATS)
-        written = export_run(outdir, formats=chosen, template=template)
+        written = export_run(outdir, formats=[f.value for f in formats] if formats else None, template=template)
     except SummarizerError as exc:
         raise _fail(exc) from None
     for path in written.values():
         out.print(f"wrote {path}", highlight=False)
+    for note in [] if formats else skipped_note(written):
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -522,6 +535,7 @@ def eval_report_command(
     force: ForceOpt = False,
 ) -> None:
     """Render an evaluation's report.json as an HTML dashboard (intervals, confusion heat map, changes)."""
+    _require("eval", "`summarizer eval-report`")
     from .report import write_eval_report
 
     try:

@@ -231,6 +231,7 @@ class RunSummary:
     stop_reason: str | None = None
     input_errors: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the run left out and how to get it
     plan: Plan | None = None
 
     @property
@@ -419,6 +420,7 @@ def render_summary(summary: RunSummary) -> RenderableType:
             ("output", summary.outdir),
         ]
         rows += [(kind, path) for kind, path in summary.outputs.items()]
+        rows += [("note", note) for note in summary.notes]
         if summary.input_errors:
             rows.append(("input errors", f"{len(summary.input_errors)} (listed in manifest.json)"))
         if summary.status in ("budget_exhausted", "interrupted") or summary.failed:
