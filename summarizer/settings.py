@@ -63,11 +63,11 @@ def user_config_path() -> Path:
 
 
 def _default_prompts_dir() -> Path:
-    # An editable install or a clone has prompts/ beside the package; a wheel carries a copy inside it.
-    for candidate in (PROJECT_ROOT / "prompts", Path(__file__).resolve().parent / "prompts"):
-        if candidate.is_dir():
-            return candidate
-    return PROJECT_ROOT / "prompts"
+    # A wheel carries the prompts inside the package; a clone or an editable install has them
+    # beside it. The package's own copy first: an installed package's PROJECT_ROOT is
+    # site-packages, where a prompts/ folder would be some other distribution's.
+    packaged = Path(__file__).resolve().parent / "prompts"
+    return packaged if packaged.is_dir() else PROJECT_ROOT / "prompts"
 
 
 class Settings(BaseSettings):

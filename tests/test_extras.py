@@ -130,7 +130,9 @@ async def test_export_by_default_without_pyarrow_writes_csv_and_digest(
         (["eval-report", "nowhere.json"], "numpy"),
     ],
 )
-def test_eval_tools_without_their_extra_are_one_line(monkeypatch: MonkeyPatch, command: list[str], blocked: str) -> None:
+def test_eval_tools_without_their_extra_are_one_line(
+    monkeypatch: MonkeyPatch, command: list[str], blocked: str
+) -> None:
     _block(monkeypatch, blocked)
     result = runner.invoke(app, command)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
