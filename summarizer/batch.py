@@ -384,7 +384,8 @@ def _plan(extractor: Extractor, papers: list[Paper], done: set[str], price: Pric
             prompt += estimate_usage(extractor, paper).prompt_tokens
     usage = Usage(prompt_tokens=prompt, completion_tokens=sent * extractor.settings.expected_output_tokens)
     cost, skipped, label = price.cost(usage) if price else None, len(papers) - len(pending), extractor.backend.label
-    return Plan(len(papers), skipped, cached, sent, usage.prompt_tokens, usage.completion_tokens, cost, label)
+    source = price.source if price else None
+    return Plan(len(papers), skipped, cached, sent, usage.prompt_tokens, usage.completion_tokens, cost, label, source)
 
 
 def _settings_record(extractor: Extractor, concurrency: int, price: Price | None) -> dict[str, Any]:
@@ -402,7 +403,9 @@ def _settings_record(extractor: Extractor, concurrency: int, price: Price | None
         "request_timeout_s": s.request_timeout_s,  # the values in force, the backend's defaults included
         "paper_deadline_s": s.resolved_paper_deadline_s,
         "cache_dir": str(s.cache_dir),
-        "price_per_million": None if price is None else {"input": price.input_per_m, "output": price.output_per_m},
+        "price_per_million": None
+        if price is None
+        else {"input": price.input_per_m, "output": price.output_per_m, "source": price.source},
     }
 
 

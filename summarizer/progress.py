@@ -213,6 +213,7 @@ class Plan:
     completion_tokens: int
     cost_usd: float | None
     model: str
+    price_source: str | None = None  # where the price came from: local, a price table, genai-prices
 
 
 @dataclass
@@ -398,6 +399,7 @@ def render_summary(summary: RunSummary) -> RenderableType:
     plan = summary.plan
     if plan is not None:
         cost = "unknown (no price for this model)" if plan.cost_usd is None else f"${plan.cost_usd:,.4f}"
+        cost += f" (price: {plan.price_source})" if plan.price_source else ""
         rows = [
             ("dry run", f"{plan.papers} papers with {plan.model}"),
             ("already done", str(plan.already_done)),

@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     max_cost_usd: float | None = Field(None, gt=0, description="Stop a batch run cleanly at this estimated spend.")
     max_total_tokens: int | None = Field(None, gt=0, description="Stop a batch run cleanly at this many tokens.")
     price_table_path: Path | None = Field(
-        None, description="A TOML price table (USD per 1M tokens) instead of the built-in summarizer/prices.toml."
+        None,
+        description="A TOML price table (USD per 1M tokens) whose entries come before the genai-prices catalogue.",
     )
     expected_output_tokens: int = Field(
         400, ge=1, description="Output tokens assumed per paper when estimating a run's cost before it runs."
