@@ -139,6 +139,15 @@ def _fail(exc: SummarizerError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, InputError) else 1)
 
 
+def _say_backend(settings: Settings) -> None:
+    """A run's first line (after its input's own problems): which backend answers. On stderr,
+    so that stdout stays the command's result (`summarize --json`, the eval table)."""
+    from .llm import describe_backend
+
+    settings.check()  # a refused setting is the one line, not after the backend's
+    err.print(describe_backend(settings).line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _require(extra: str, what: str) -> None:
     """Exit 1 with one line naming the extra to install, before importing what needs it."""
     from .extras import require_extra
@@ -168,7 +177,6 @@ def summarize(
 ) -> None:
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
-    from .llm import describe_backend
     from .render import render_result
     from .sources import paper_from_stdin, pick_paper
 
@@ -191,9 +199,7 @@ def summarize(
             no_cache=no_cache,
             decisions=decisions,
         )
-        settings.check()  # a refused setting is the one line, not after the backend's
-        # On stderr, so that --json output stays one JSON document.
-        err.print(describe_backend(settings).line, markup=False, highlight=False, soft_wrap=True)
+        _say_backend(settings)
         result = summarize_sync(chosen, settings)
     except SummarizerError as exc:
         raise _fail(exc) from None
@@ -346,6 +352,7 @@ def eval_command(
         decisions=decisions,
     )
     try:
+        _say_backend(settings)
         outcome = asyncio.run(
             evaluate(
                 settings,
@@ -390,6 +397,7 @@ def calibrate_command(
     settings = _settings(backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir)
     target = out_path or settings.resolved_calibration_path
     try:
+        _say_backend(settings)
         cal = asyncio.run(calibrate(settings, pool_files=papers, dev_path=dev, out_path=target, gold_path=gold))
     except SummarizerError as exc:
         raise _fail(exc) from None
