@@ -265,6 +265,7 @@ class _Run:
                 reason=reason[:2000],
                 source=paper.source,
                 line=paper.line,
+                identity=PaperSource.of(paper),
                 finished_at=_now(),
             )
 
