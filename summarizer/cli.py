@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +18,7 @@ from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from .formats import ReadOptions
+    from .llm import Backend
 
 app = typer.Typer(
     add_completion=False,
@@ -139,13 +141,12 @@ def _fail(exc: SummarizerError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, InputError) else 1)
 
 
-def _say_backend(settings: Settings) -> None:
+def _say_backend(settings: Settings, backend: Backend | None = None) -> None:
     """A run's first line (after its input's own problems): which backend answers. On stderr,
     so that stdout stays the command's result (`summarize --json`, the eval table)."""
     from .llm import describe_backend
 
-    settings.check()  # a refused setting is the one line, not after the backend's
-    err.print(describe_backend(settings).line, markup=False, highlight=False, soft_wrap=True)
+    err.print(describe_backend(settings, backend).line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _require(extra: str, what: str) -> None:
@@ -199,6 +200,7 @@ def summarize(
             no_cache=no_cache,
             decisions=decisions,
         )
+        settings.check()  # a refused setting is the one line, not after the backend's
         _say_backend(settings)
         result = summarize_sync(chosen, settings)
     except SummarizerError as exc:
@@ -352,7 +354,7 @@ def eval_command(
         decisions=decisions,
     )
     try:
-        _say_backend(settings)
+        settings.check()
         outcome = asyncio.run(
             evaluate(
                 settings,
@@ -365,6 +367,7 @@ def eval_command(
                 check=check,
                 bless=bless,
                 allow_live=allow_live,
+                announce=partial(_say_backend, settings),
             )
         )
     except SummarizerError as exc:
@@ -397,8 +400,11 @@ def calibrate_command(
     settings = _settings(backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir)
     target = out_path or settings.resolved_calibration_path
     try:
-        _say_backend(settings)
-        cal = asyncio.run(calibrate(settings, pool_files=papers, dev_path=dev, out_path=target, gold_path=gold))
+        settings.check()
+        announce = partial(_say_backend, settings)
+        cal = asyncio.run(
+            calibrate(settings, pool_files=papers, dev_path=dev, out_path=target, gold_path=gold, announce=announce)
+        )
     except SummarizerError as exc:
         raise _fail(exc) from None
     fitted = ", ".join(f"{k} {v}" for k, v in cal.fitted.items())
