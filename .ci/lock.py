@@ -21,6 +21,10 @@ EXTRAS = ("embedded", "dev")
 TOOLING = {"pip", "setuptools", "wheel"}
 
 
+def canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
 def main() -> None:
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     roots = list(project["dependencies"]) + [r for e in EXTRAS for r in project["optional-dependencies"][e]]
@@ -34,7 +38,12 @@ def main() -> None:
                 req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)
             ):
                 continue
-            name = req.name.lower().replace("_", "-")
+            name = canonical(req.name)
+            if name == canonical(project["name"]):
+                # An extra that pulls others ("dev" brings "[parquet,eval]"): read them from
+                # pyproject.toml, not from the installed metadata, which may predate them.
+                walk([r for e in sorted(req.extras) for r in project["optional-dependencies"][e]], ())
+                continue
             dist = md.distribution(req.name)
             first = name not in pinned
             pinned[name] = dist.version

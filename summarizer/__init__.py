@@ -63,6 +63,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "DISTRIBUTION",
     "BudgetExceeded",
     "CacheError",
     "ConfigError",
@@ -100,12 +101,20 @@ __all__ = [
 ]
 
 
+#: The name pip installs this under (`pip install paper-summarizer`); `summarizer` on PyPI is another project.
+DISTRIBUTION = "paper-summarizer"
+
+
 def package_version() -> str:
-    """The installed distribution's version, whatever the distribution is named (the import name
-    stays `summarizer` if the distribution is renamed). Found by its console script, because an
+    """The installed distribution's version. An environment installed before the rename has the
+    package under its old distribution name: that one is found by its console script, because an
     editable install lists no module files that `packages_distributions` could map."""
     import importlib.metadata as md
 
+    try:
+        return md.version(DISTRIBUTION)
+    except md.PackageNotFoundError:
+        pass
     for ep in md.entry_points(group="console_scripts"):
         if ep.value.split(":")[0] == f"{__name__}.cli" and ep.dist is not None:
             return ep.dist.version

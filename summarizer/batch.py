@@ -41,6 +41,7 @@ from .export import (
     open_run_dir,
     overwrite_in_place,
     record_id,
+    skipped_note,
 )
 from .extract import Extractor
 from .llm import Backend, describe_backend
@@ -264,6 +265,7 @@ class _Run:
                 reason=reason[:2000],
                 source=paper.source,
                 line=paper.line,
+                identity=PaperSource.of(paper),
                 finished_at=_now(),
             )
 
@@ -383,7 +385,8 @@ def _plan(extractor: Extractor, papers: list[Paper], done: set[str], price: Pric
             prompt += estimate_usage(extractor, paper).prompt_tokens
     usage = Usage(prompt_tokens=prompt, completion_tokens=sent * extractor.settings.expected_output_tokens)
     cost, skipped, label = price.cost(usage) if price else None, len(papers) - len(pending), extractor.backend.label
-    return Plan(len(papers), skipped, cached, sent, usage.prompt_tokens, usage.completion_tokens, cost, label)
+    source = price.source if price else None
+    return Plan(len(papers), skipped, cached, sent, usage.prompt_tokens, usage.completion_tokens, cost, label, source)
 
 
 def _settings_record(extractor: Extractor, concurrency: int, price: Price | None) -> dict[str, Any]:
@@ -401,7 +404,9 @@ def _settings_record(extractor: Extractor, concurrency: int, price: Price | None
         "request_timeout_s": s.request_timeout_s,  # the values in force, the backend's defaults included
         "paper_deadline_s": s.resolved_paper_deadline_s,
         "cache_dir": str(s.cache_dir),
-        "price_per_million": None if price is None else {"input": price.input_per_m, "output": price.output_per_m},
+        "price_per_million": None
+        if price is None
+        else {"input": price.input_per_m, "output": price.output_per_m, "source": price.source},
     }
 
 
@@ -608,7 +613,8 @@ async def run_tag(
             lock.release()
     if export:
         try:
-            summary.outputs = {k: str(v) for k, v in export_run(directory).items()}
+            written = export_run(directory)
+            summary.outputs, summary.notes = {k: str(v) for k, v in written.items()}, skipped_note(written)
         except OutputError as exc:  # the run itself is complete: say so, and how to get the exports
             raise OutputError(
                 f"{exc.message}; every record is in {directory / RECORDS}: fix that and run "

@@ -58,8 +58,10 @@ async def calibrate(
     gold_path: Path | None = None,
     backend: Backend | None = None,
     on_paper: Callable[[Paper], None] | None = None,
+    announce: Callable[[Backend], None] | None = None,
 ) -> Calibration:
-    """Ask the pool's questions (cached), fit on the dev papers, and save to `out_path`."""
+    """Ask the pool's questions (cached), fit on the dev papers, and save to `out_path`.
+    `announce` hears the backend once the inputs have passed their checks."""
     dev = {g.id: g for g in load_gold(dev_path)}
     if gold_path is not None and gold_path.exists():
         overlap = sorted(set(dev) & {g.id for g in load_gold(gold_path)})
@@ -70,6 +72,8 @@ async def calibrate(
     if missing:
         raise InputError(f"dev papers not found in the paper files: {', '.join(missing[:5])}", path=dev_path)
     async with Extractor(settings.model_copy(update={"decisions": "scored"}), backend=backend) as ex:
+        if announce is not None:
+            announce(ex.backend)
         pipeline = ex.scored
         assert pipeline is not None
         store = SubAnswers(ex.cache, ex.backend.identity) if ex.cache is not None else None

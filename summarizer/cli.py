@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +18,7 @@ from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from .formats import ReadOptions
+    from .llm import Backend
 
 app = typer.Typer(
     add_completion=False,
@@ -155,6 +157,24 @@ def _fail(exc: SummarizerError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, InputError) else 1)
 
 
+def _say_backend(settings: Settings, backend: Backend | None = None) -> None:
+    """A run's first line (after its input's own problems): which backend answers. On stderr,
+    so that stdout stays the command's result (`summarize --json`, the eval table)."""
+    from .llm import describe_backend
+
+    err.print(describe_backend(settings, backend).line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _require(extra: str, what: str) -> None:
+    """Exit 1 with one line naming the extra to install, before importing what needs it."""
+    from .extras import require_extra
+
+    try:
+        require_extra(extra, what)
+    except SummarizerError as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def summarize(
     input: Annotated[Path | None, typer.Argument(help="A paper file (any input format); '-' reads stdin.")] = None,
@@ -175,7 +195,6 @@ def summarize(
 ) -> None:
     """Summarise one paper and print its verified record."""
     from .extract import summarize_sync
-    from .llm import describe_backend
     from .render import render_result
     from .sources import paper_from_stdin, pick_paper
 
@@ -200,8 +219,7 @@ def summarize(
             mix=mix,
         )
         settings.check()  # a refused setting is the one line, not after the backend's
-        # On stderr, so that --json output stays one JSON document.
-        err.print(describe_backend(settings).line, markup=False, highlight=False, soft_wrap=True)
+        _say_backend(settings)
         result = summarize_sync(chosen, settings)
     except SummarizerError as exc:
         raise _fail(exc) from None
@@ -340,6 +358,7 @@ def eval_command(
 
     Exit codes with --check: 0 passed, 1 regression, 2 bad input or a stale replay store.
     """
+    _require("eval", "`summarizer eval`")
     import asyncio
 
     from .evaluate import evaluate
@@ -356,6 +375,7 @@ def eval_command(
         mix=mix,
     )
     try:
+        settings.check()
         outcome = asyncio.run(
             evaluate(
                 settings,
@@ -368,6 +388,7 @@ def eval_command(
                 check=check,
                 bless=bless,
                 allow_live=allow_live,
+                announce=partial(_say_backend, settings),
             )
         )
     except SummarizerError as exc:
@@ -392,6 +413,7 @@ def calibrate_command(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Fit the calibration of scored decisions for this model and save it (answers come from the cache)."""
+    _require("eval", "`summarizer calibrate`")
     import asyncio
 
     from .calibrate import calibrate
@@ -399,7 +421,11 @@ def calibrate_command(
     settings = _settings(backend=backend, model=model, base_url=base_url, model_path=model_path, cache_dir=cache_dir)
     target = out_path or settings.resolved_calibration_path
     try:
-        cal = asyncio.run(calibrate(settings, pool_files=papers, dev_path=dev, out_path=target, gold_path=gold))
+        settings.check()
+        announce = partial(_say_backend, settings)
+        cal = asyncio.run(
+            calibrate(settings, pool_files=papers, dev_path=dev, out_path=target, gold_path=gold, announce=announce)
+        )
     except SummarizerError as exc:
         raise _fail(exc) from None
     fitted = ", ".join(f"{k} {v}" for k, v in cal.fitted.items())
@@ -499,15 +525,16 @@ def export_command(
     ] = None,
 ) -> None:
     """Regenerate records.csv, records.parquet and digest.md (or the formats named) from OUTDIR/records.jsonl."""
-    from .export import FORMATS, export_run
+    from .export import export_run, skipped_note
 
     try:
-        chosen = [f.value for f in formats] if formats else list(FORMATS)
-        written = export_run(outdir, formats=chosen, template=template)
+        written = export_run(outdir, formats=[f.value for f in formats] if formats else None, template=template)
     except SummarizerError as exc:
         raise _fail(exc) from None
     for path in written.values():
         out.print(f"wrote {path}", highlight=False)
+    for note in [] if formats else skipped_note(written):
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -544,6 +571,7 @@ def eval_report_command(
     force: ForceOpt = False,
 ) -> None:
     """Render an evaluation's report.json as an HTML dashboard (intervals, confusion heat map, changes)."""
+    _require("eval", "`summarizer eval-report`")
     from .report import write_eval_report
 
     try:

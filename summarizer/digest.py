@@ -57,7 +57,9 @@ def render_digest(results: Sequence[Result], failures: Sequence[Failure] = (), *
     if failures:
         out += [f"## Failed ({len(failures)})", ""]
         for f in sorted(failures, key=lambda f: f.title.casefold()):
-            out.append(f"- **{md_escape(f.title)}**: {md_escape(f.error)}")
+            title, identity = f"**{md_escape(f.title)}**", identity_line(f.identity) if f.identity else ""
+            title = f"[{title}](<{f.identity.link}>)" if f.identity and f.identity.link else title
+            out.append(f"- {title}: {md_escape(f.error)}" + (f" ({identity})" if identity else ""))
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 

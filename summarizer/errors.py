@@ -126,3 +126,11 @@ class OutputError(SummarizerError):
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         super().__init__(message)
         self.path = Path(path) if path is not None else None
+
+
+class MissingExtra(ConfigError):
+    """A command needs an optional part of the install (`pip install 'paper-summarizer[EXTRA]'`)."""
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra

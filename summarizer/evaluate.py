@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError, StaleReplayError
 from .extract import Extractor
 from .gate import GateFinding, changed_papers, check_gate, load_gate_config, majority_class_finding
+from .llm import Backend
 from .replay import ReplayStore
 from .schemas import Failure, Paper, Result
 from .scoring import GoldPaper, PaperScore, load_gold, score_paper, summarise
@@ -50,9 +51,11 @@ async def run_eval(
     extractor: Extractor | None = None,
     on_paper: Callable[[PaperScore], None] | None = None,
     live: bool = True,
+    announce: Callable[[Backend], None] | None = None,
 ) -> EvalRun:
     """Score the gold set, replaying stored outcomes; `live=False` refuses to call the model
-    for papers the replay store lacks (StaleReplayError, before any paper is run)."""
+    for papers the replay store lacks (StaleReplayError, before any paper is run). `announce`
+    hears the backend once the inputs have passed their checks, before the first paper."""
     gold = load_gold(gold_path)
     papers = _paper_index(paper_files)
     unknown = [g.id for g in gold if g.id not in papers]
@@ -77,6 +80,8 @@ async def run_eval(
                 f"current prompt, taxonomy, schema and model; refresh it with `summarizer eval --replay {replay_path}` "
                 "(runs the model) and commit it, or pass --allow-live to run them in this check"
             )
+    if announce is not None:
+        announce(ex.backend)
     replayed = 0
     replayed_hits = 0  # replayed results that were themselves cache hits when recorded
     outcomes: dict[str, Result | Failure] = {}
@@ -172,6 +177,7 @@ async def evaluate(
     bless: bool = False,
     allow_live: bool = False,
     on_paper: Callable[[PaperScore], None] | None = None,
+    announce: Callable[[Backend], None] | None = None,
 ) -> EvalOutcome:
     """Run the gold set, write report.json / report.md, and compare with (or bless) the baseline."""
     from .evalreport import render_markdown
@@ -191,6 +197,7 @@ async def evaluate(
         replay_path=replay_path,
         on_paper=on_paper,
         live=allow_live or not check,
+        announce=announce,
     )
     outcome = EvalOutcome(run=run)
     if baseline is not None:

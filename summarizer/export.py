@@ -444,56 +444,35 @@ def _inert(value: Any) -> Any:
     return cell_text(value) if isinstance(value, str) else value
 
 
-# Parquet holds lists as lists: the CSV's "; "-joined and JSON-string columns become typed
-# list and struct columns (queried in DuckDB or polars without parsing), the rest as in the CSV.
-_JSON_COLUMNS = ("datasets_json", "claims_json")
-_LIST_COLUMNS = ("authors", "secondary_categories", "review_reasons", "warnings")
-
-
-def parquet_schema() -> Any:
-    import pyarrow as pa
-
-    types = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
-    nested = {
-        **{name: pa.list_(pa.string()) for name in _LIST_COLUMNS},
-        "datasets": pa.list_(pa.struct([("name", pa.string()), ("role", pa.string()), ("evidence", pa.string())])),
-        "claims": pa.list_(pa.struct([("statement", pa.string()), ("evidence", pa.string())])),
-    }
-    return pa.schema([(name, nested.get(name, types[kind])) for name, kind in COLUMNS if name not in _JSON_COLUMNS])
-
-
-def parquet_row(result: Result) -> dict[str, Any]:
-    r = result.record
-    flat = {k: v for k, v in row(result).items() if k not in _JSON_COLUMNS}
-    return flat | {
-        "authors": result.source.authors if result.source else None,
-        "secondary_categories": r.category.secondary,
-        "review_reasons": r.review_reasons,
-        "warnings": r.warnings,
-        "datasets": [d.model_dump() for d in r.datasets],
-        "claims": [c.model_dump() for c in r.claims],
-    }
-
-
-def to_parquet(results: Sequence[Result]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist([parquet_row(r) for r in results], schema=parquet_schema())
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return bytes(sink.getvalue().to_pybytes())
-
-
 # --------------------------------------------------------------------------------------
 # The whole export
 
 
+def default_formats() -> list[str]:
+    """FORMATS, less Parquet where its extra is not installed: the base install still gets its CSV and digest."""
+    from .extras import has_extra
+
+    return [f for f in FORMATS if f != "parquet" or has_extra("parquet")]
+
+
+def skipped_note(written: dict[str, Path]) -> list[str]:
+    """What a default export left out and how to get it (nothing, or one line)."""
+    from .extras import install_hint
+
+    if "parquet" in written:
+        return []
+    return [f"{PARQUET_FILE} not written: Parquet needs the 'parquet' extra ({install_hint('parquet')})"]
+
+
 def export_run(
-    outdir: Path | str, *, formats: Sequence[str] = FORMATS, template: Path | None = None
+    outdir: Path | str, *, formats: Sequence[str] | None = None, template: Path | None = None
 ) -> dict[str, Path]:
-    """Regenerate the requested exports (default CSV, Parquet, digest) from a run directory's records.jsonl."""
+    """Regenerate the requested exports (default: `default_formats()`) from a run directory's records.jsonl.
+
+    Parquet asked for by name without its extra is a MissingExtra, before anything is written."""
     directory = Path(outdir)
+    if formats is None:
+        formats = default_formats()
     if not (directory / RECORDS).is_file():
         raise OutputError(f"{directory} is not a run directory: it has no {RECORDS}")
     unknown = sorted(set(formats) - set(FORMATS) - set(LIBRARY_FORMATS))
@@ -501,12 +480,18 @@ def export_run(
         raise OutputError(f"unknown export format(s) {unknown}; choose from {[*FORMATS, *LIBRARY_FORMATS]}")
     if template is not None and "notes" not in formats:
         raise OutputError("--template is the notes' template: use it with --format notes")
+    if "parquet" in formats:
+        from .extras import require_extra
+
+        require_extra("parquet", "Parquet export")
     results = load_results(directory)
     written: dict[str, Path] = {}
     if "csv" in formats:
         written["csv"] = directory / CSV_FILE
         atomic_write(written["csv"], to_csv(results))
     if "parquet" in formats:
+        from .parquet_export import to_parquet  # pyarrow: the optional 'parquet' extra
+
         written["parquet"] = directory / PARQUET_FILE
         atomic_write(written["parquet"], to_parquet(results))
     if "md" in formats:

@@ -454,6 +454,7 @@ class Extractor:
                 last_completion=exc.last_completion,
                 source=paper.source,
                 line=paper.line,
+                identity=PaperSource.of(paper),
                 finished_at=_now(),
             )
         except SummarizerError:

@@ -213,6 +213,7 @@ class Plan:
     completion_tokens: int
     cost_usd: float | None
     model: str
+    price_source: str | None = None  # where the price came from: local, a price table, genai-prices
 
 
 @dataclass
@@ -231,6 +232,7 @@ class RunSummary:
     stop_reason: str | None = None
     input_errors: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the run left out and how to get it
     plan: Plan | None = None
 
     @property
@@ -397,6 +399,7 @@ def render_summary(summary: RunSummary) -> RenderableType:
     plan = summary.plan
     if plan is not None:
         cost = "unknown (no price for this model)" if plan.cost_usd is None else f"${plan.cost_usd:,.4f}"
+        cost += f" (price: {plan.price_source})" if plan.price_source else ""
         rows = [
             ("dry run", f"{plan.papers} papers with {plan.model}"),
             ("already done", str(plan.already_done)),
@@ -419,6 +422,7 @@ def render_summary(summary: RunSummary) -> RenderableType:
             ("output", summary.outdir),
         ]
         rows += [(kind, path) for kind, path in summary.outputs.items()]
+        rows += [("note", note) for note in summary.notes]
         if summary.input_errors:
             rows.append(("input errors", f"{len(summary.input_errors)} (listed in manifest.json)"))
         if summary.status in ("budget_exhausted", "interrupted") or summary.failed:

@@ -449,8 +449,11 @@ class Failure(BaseModel):
     reasks: int = 0
     usage: Usage = Field(default_factory=Usage)
     last_completion: str | None = None
-    source: str | None = None
+    source: str | None = None  # the input file (a record's `source` is its identity: that is `identity` here)
     line: int | None = None
+    # The input's id, authors, date, URL and DOI, as a record's `source` has them: a failed
+    # paper can be found in the user's library and retried from it.
+    identity: PaperSource | None = None
     finished_at: str
 
     # A reason can quote the model's rejected answer, and the raw answer is kept as it came.

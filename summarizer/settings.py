@@ -66,11 +66,11 @@ def user_config_path() -> Path:
 
 
 def _default_prompts_dir() -> Path:
-    # An editable install or a clone has prompts/ beside the package; a wheel carries a copy inside it.
-    for candidate in (PROJECT_ROOT / "prompts", Path(__file__).resolve().parent / "prompts"):
-        if candidate.is_dir():
-            return candidate
-    return PROJECT_ROOT / "prompts"
+    # A wheel carries the prompts inside the package; a clone or an editable install has them
+    # beside it. The package's own copy first: an installed package's PROJECT_ROOT is
+    # site-packages, where a prompts/ folder would be some other distribution's.
+    packaged = Path(__file__).resolve().parent / "prompts"
+    return packaged if packaged.is_dir() else PROJECT_ROOT / "prompts"
 
 
 class Settings(BaseSettings):
@@ -149,7 +149,8 @@ class Settings(BaseSettings):
     max_cost_usd: float | None = Field(None, gt=0, description="Stop a batch run cleanly at this estimated spend.")
     max_total_tokens: int | None = Field(None, gt=0, description="Stop a batch run cleanly at this many tokens.")
     price_table_path: Path | None = Field(
-        None, description="A TOML price table (USD per 1M tokens) instead of the built-in summarizer/prices.toml."
+        None,
+        description="A TOML price table (USD per 1M tokens) whose entries come before the genai-prices catalogue.",
     )
     expected_output_tokens: int = Field(
         400, ge=1, description="Output tokens assumed per paper when estimating a run's cost before it runs."

@@ -100,3 +100,33 @@ def test_cli_calibrate_reports_a_bad_dev_file_in_one_line(tmp_path: Path) -> Non
     result: Any = CliRunner().invoke(app, ["calibrate", str(pool), "--dev", str(bad), "--out", str(tmp_path / "c")])
     assert result.exit_code == 2
     assert "dev.jsonl" in result.output and "Traceback" not in result.output
+
+
+def test_cli_calibrate_says_its_backend_first_once_the_inputs_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import summarizer.calibrate
+    from summarizer.cli import app
+    from summarizer.llm import describe_backend
+
+    real = summarizer.calibrate.calibrate
+    backend = FakeBackend(chooser=chooser)
+
+    async def on_the_fake(settings: Settings, **kw: Any) -> Any:  # the CLI's call, answered by the fake
+        return await real(settings, backend=backend, **kw)
+
+    monkeypatch.setattr(summarizer.calibrate, "calibrate", on_the_fake)
+    pool, dev = write_inputs(tmp_path)
+    out = tmp_path / "cal.json"
+    args = ["calibrate", str(pool), "--dev", str(dev), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    result: Any = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # The line tag and summarize print, naming the backend that answered.
+    assert (
+        result.stderr.splitlines()
+        == [describe_backend(Settings(), backend).line]
+        == ["backend: fake fake-model (no key, no network)"]
+    )
+    assert result.stdout.startswith("calibrated fake:fake-model") and out.is_file()

@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from pytest import MonkeyPatch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from summarizer import catalog, package_version
+from summarizer import DISTRIBUTION, catalog, package_version
 from summarizer.catalog import embedded_model
 from summarizer.cli import app
 from summarizer.errors import ConfigError, ModelFileError
@@ -46,11 +47,39 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _installed_versions() -> set[str]:
+    """Versions of the distributions that install the `summarizer` command: one, or two on a
+    machine that still has the install from before the rename beside the new one."""
+    return {
+        e.dist.version for e in md.entry_points(group="console_scripts") if e.value == "summarizer.cli:main" and e.dist
+    }
+
+
 def test_version_is_the_installed_distributions() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert result.output.strip() == f"summarizer {md.version('summarizer')}"
-    assert package_version() == md.version("summarizer")
+    assert result.output.strip() == f"summarizer {package_version()}"
+    assert package_version() in _installed_versions()
+
+
+def test_distribution_name_is_the_one_pyproject_publishes() -> None:
+    # `summarizer` on PyPI is someone else's project: publishing under it would fail, and a
+    # `pip install summarizer` would bring theirs. The import name and the command stay.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == DISTRIBUTION == "paper-summarizer"
+    assert project["scripts"] == {"summarizer": "summarizer.cli:main"}
+
+
+def test_version_reads_the_renamed_distribution_first(monkeypatch: MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def version(name: str) -> str:
+        asked.append(name)
+        return "9.8.7"
+
+    monkeypatch.setattr(md, "version", version)
+    assert package_version() == "9.8.7"
+    assert asked == [DISTRIBUTION]
 
 
 def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
@@ -242,6 +271,32 @@ def test_summarize_says_its_backend_on_stderr_and_keeps_json_clean(tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0] == f"backend: openai scripted at {url}"
     assert json.loads(result.stdout)["record"]["title"] == "A Title"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--gold", "{tmp}/gold.jsonl", "--papers", "{tmp}", "--replay", "{tmp}/replay.jsonl"],
+        ["calibrate", "{tmp}/pool.txt", "--dev", "{tmp}/dev.jsonl", "--out", "{tmp}/cal.json"],
+    ],
+)
+def test_eval_and_calibrate_input_problems_stay_one_line(tmp_path: Path, command: list[str]) -> None:
+    # Like tag, they say their backend only once their inputs have passed (tests/test_calibrate.py
+    # and tests/test_eval_gate.py see the line when they do): a bad input is the one line.
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    args += ["--base-url", "http://127.0.0.1:9/v1", "-m", "cli-model", "--cache-dir", str(tmp_path / "c")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and str(tmp_path) in line
+    assert result.stdout == ""
+
+
+def test_eval_with_a_refused_setting_is_that_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--base-url", "http://user:pw@127.0.0.1:9/v1", "--gold", "x.jsonl"])
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: the base URL carries credentials") and "pw" not in result.output
 
 
 # --------------------------------------------------------------------------------------

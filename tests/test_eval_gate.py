@@ -36,7 +36,7 @@ from summarizer.gate import (
     permutation_worse_p,
 )
 from summarizer.scoring import HEADLINE, PaperScore
-from summarizer.settings import Settings
+from summarizer.settings import DEFAULT_MODEL_NAME, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "evals/gold.jsonl"
@@ -197,6 +197,8 @@ def test_eval_check_passes_on_the_committed_baseline(tmp_path: Path) -> None:
     proc = run_check(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gate PASSED" in proc.stdout
+    # Its first line says which backend the replayed answers are for, as tag's and summarize's do.
+    assert proc.stderr.splitlines()[0] == f"backend: embedded {DEFAULT_MODEL_NAME} (no key, no network)"
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["replayed"] == len(BASELINE) and report["live"] == 0
     assert report["summary"]["metrics"]["evidence_verbatim"]["value"] == 1.0

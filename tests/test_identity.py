@@ -16,7 +16,7 @@ from summarizer.digest import render_digest
 from summarizer.export import RECORDS, load_results
 from summarizer.extract import Extractor
 from summarizer.fakes import FakeBackend, valid_answer
-from summarizer.report import render_run_report
+from summarizer.report import render_run_report, write_run_report
 from summarizer.schemas import Paper, PaperSource, Result
 from summarizer.settings import Settings
 from summarizer.sources import read_inputs
@@ -190,3 +190,46 @@ def test_report_of_a_real_run_links_and_bylines_every_card(zotero_run: Path) -> 
         in page
     )
     assert "Jiaming Ji, Tianyi Qiu, Boyuan Chen · 2023-10-30 · id 7XQ2KJ9M · DOI 10.48550/arXiv.2310.19852" in page
+
+
+def test_failed_papers_carry_the_inputs_identity(tmp_path: Path) -> None:
+    # One paper the model never answers validly (a recorded failure after its re-asks), one
+    # whose call raises something unexpected (the batch's own catch-all): both must still be
+    # traceable to the user's library, and a paper that fails from a bare input carries none.
+    reward = "Reward Generalization in RLHF: A Topological Perspective"
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text(json.dumps({"title": "A Bare Paper", "abstract": "We study a thing. We find a result."}) + "\n")
+
+    def responder(messages: list[dict[str, str]]) -> object:
+        prompt = messages[-1]["content"]
+        if SURVEY in prompt or "A Bare Paper" in prompt:
+            return {"summary": "not a record"}
+        if reward in prompt:
+            return RuntimeError("connection reset in a way nobody expected")
+        return valid_answer(messages)
+
+    out = tmp_path / "out"
+    summary = asyncio.run(run_tag([ZOTERO, bare], out, settings(tmp_path), backend=FakeBackend(responder=responder)))
+    assert (summary.done, summary.failed) == (2, 3)  # of the Zotero file's 4 and the bare one
+    lines = [json.loads(line) for line in (out / "failures.jsonl").read_text(encoding="utf-8").splitlines()]
+    failed = {f["title"]: f for f in lines}
+    assert failed[SURVEY]["error"] == "ExtractionFailed"
+    assert failed[SURVEY]["identity"] == {
+        "id": "7XQ2KJ9M",
+        "authors": ["Jiaming Ji", "Tianyi Qiu", "Boyuan Chen"],
+        "date": "2023-10-30",
+        "url": "http://arxiv.org/abs/2310.19852",
+        "doi": "10.48550/arXiv.2310.19852",
+    }
+    assert failed[SURVEY]["source"] == str(ZOTERO) and failed[SURVEY]["line"] == 2  # the file, as before
+    assert failed[reward]["error"] == "RuntimeError"
+    assert failed[reward]["identity"]["id"] == "B3N8WZ4T"
+    assert failed[reward]["identity"]["doi"] == "10.48550/arXiv.2402.10184"
+    assert failed["A Bare Paper"]["identity"] is None
+    # The digest names and links the failed paper as it does a record.
+    digest = (out / "digest.md").read_text(encoding="utf-8")
+    assert f"- [**{SURVEY}**](<http://arxiv.org/abs/2310.19852>): ExtractionFailed (" in digest
+    assert "id 7XQ2KJ9M" in digest
+    # So does the HTML report's table of failed papers.
+    html = (out / "report.html").read_text(encoding="utf-8") if write_run_report(out) else ""
+    assert f'<a href="http://arxiv.org/abs/2310.19852" rel="noopener noreferrer">{SURVEY}</a>' in html
