@@ -206,7 +206,7 @@ def test_the_cli_chooses_the_decision_mode(tmp_path: Path, monkeypatch: Any) -> 
     seen: list[str] = []
 
     def fake_summarize(paper: Any, settings: Settings) -> Any:
-        seen.append(settings.decisions)
+        seen.append(f"{settings.decisions} {settings.expected_share}")
         raise SystemExit(0)
 
     monkeypatch.setattr(extract, "summarize_sync", fake_summarize)
@@ -214,7 +214,9 @@ def test_the_cli_chooses_the_decision_mode(tmp_path: Path, monkeypatch: Any) -> 
     base = ["summarize", "--title", "A title", "--abstract", ABSTRACT, "--cache-dir", str(tmp_path)]
     runner.invoke(app, base)
     runner.invoke(app, [*base, "--decisions", "scored"])
-    assert seen == ["generated", "scored"]
+    runner.invoke(app, [*base, "--decisions", "scored", "--mix", "curated"])
+    assert seen == ["generated 0.5", "scored 0.5", "scored 0.95"]
+    assert runner.invoke(app, [*base, "--mix", "often"]).exit_code == 2
     bad = runner.invoke(app, [*base, "--decisions", "sometimes"])
     assert bad.exit_code == 2 and "sometimes" in bad.output
 
@@ -273,3 +275,26 @@ def test_the_committed_scored_gold_run_replays_through_the_real_code_path(tmp_pa
     assert (run.replayed, run.live) == (len(gold), 0)
     recorded = json.loads((ROOT / "evals/scored/report.json").read_text())
     assert run.summary["metrics"] == recorded["summary"]["metrics"]
+
+
+def test_a_scored_run_says_first_which_share_it_assumes(tmp_path: Path) -> None:
+    from summarizer.batch import run_tag_sync
+    from summarizer.calibration import Calibration, Combine, save_calibration
+    from summarizer.progress import Notice
+
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for f in (ROOT / "prompts").iterdir():
+        (prompts / f.name).write_bytes(f.read_bytes())
+    save_calibration(prompts / "calibration.json", Calibration(model="fake:fake-model", combine=Combine()))
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text(json.dumps({"title": PAPER.title, "abstract": ABSTRACT}) + "\n")
+    events: list[Any] = []
+    settings = Settings(cache_dir=tmp_path / "c", prompts_dir=prompts, decisions="scored", mix="curated")
+    backend = FakeBackend(responder=responder, chooser=script())
+    summary = run_tag_sync([papers], tmp_path / "out", settings, backend=backend, sink=events.append)
+    assert summary.exit_code == 0
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert any("expected on-topic share 0.95 (curated" in n for n in notices)
+    record = json.loads((tmp_path / "out/records.jsonl").read_text().splitlines()[0])["record"]
+    assert "at an expected share of 0.95" in record["category"]["rationale"]
