@@ -28,6 +28,7 @@ from typing import Any, ParamSpec
 from aiolimiter import AsyncLimiter
 
 from .cache import RunCache, canonical_json
+from .coldstart import listen
 from .errors import ConfigError, InputError, InputWarning, OutputError, ServiceError, SummarizerError
 from .export import (
     MANIFEST,
@@ -501,6 +502,7 @@ async def run_tag(
         emit(Notice(message))
 
     async with _open_extractor(settings, backend, warn) as extractor:
+        cold_start_s = listen(extractor.backend, emit)  # said as it happens, its seconds kept in the manifest
         if extractor.scored is not None:
             emit(Notice(extractor.scored.describe(settings.mix if settings.on_topic_share is None else None)))
         price = price_for(extractor.backend.identity, settings)
@@ -553,6 +555,7 @@ async def run_tag(
                 "input_errors": summary.input_errors,
                 "shard": None if shard is None else str(shard),
                 "settings": _settings_record(extractor, concurrency, price),
+                "cold_start_s": cold_start_s,
                 "prior": _prior_totals(directory),
                 "warnings": warnings,
             }

@@ -12,7 +12,7 @@ from platformdirs import user_cache_dir
 
 from .errors import ModelFileError
 from .llm import OPENAI_API_URL, BackendChoice, describe_backend, redact_url
-from .models import DEFAULT_FILENAME, PART_COUNT, part_files, sha256_file
+from .models import DEFAULT_FILENAME, PART_COUNT, is_stamped, part_files, sha256_file
 from .settings import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SHA256, DEFAULT_MODEL_SIZE, Settings
 
 # Listing models is one small request: a server that does not answer in this long is reported, not awaited.
@@ -58,7 +58,8 @@ class ModelList:
 
 def embedded_model(settings: Settings, *, verify: bool = False) -> EmbeddedModel:
     """The embedded model's file state, found without loading it. The sha256 of the assembled
-    default (a gigabyte) is computed only with `verify`; a run always checks it before loading."""
+    default (a gigabyte) is computed only with `verify`; a run checks it before loading, once
+    (`models.verify_once`)."""
     runtime = importlib.util.find_spec("llama_cpp") is not None
     if settings.model_path is not None:
         path = settings.model_path
@@ -73,10 +74,11 @@ def embedded_model(settings: Settings, *, verify: bool = False) -> EmbeddedModel
             return EmbeddedModel(
                 DEFAULT_MODEL_NAME, "bad", f"{target} has {size:,} bytes, expected {DEFAULT_MODEL_SIZE:,}", runtime
             )
+        if not verify and is_stamped(target, size=DEFAULT_MODEL_SIZE, sha256=DEFAULT_MODEL_SHA256):
+            return EmbeddedModel(DEFAULT_MODEL_NAME, "verified", f"{target} (sha256 checked, unchanged since)", runtime)
         if not verify:
-            return EmbeddedModel(
-                DEFAULT_MODEL_NAME, "assembled", f"{target} (size matches; sha256 is checked before each load)", runtime
-            )
+            detail = f"{target} (size matches; sha256 is checked at the next load)"
+            return EmbeddedModel(DEFAULT_MODEL_NAME, "assembled", detail, runtime)
         if sha256_file(target) != DEFAULT_MODEL_SHA256:
             return EmbeddedModel(DEFAULT_MODEL_NAME, "bad", f"{target} has the wrong sha256; delete it", runtime)
         return EmbeddedModel(DEFAULT_MODEL_NAME, "verified", f"{target} (size and sha256 match)", runtime)

@@ -220,7 +220,9 @@ def summarize(
         )
         settings.check()  # a refused setting is the one line, not after the backend's
         _say_backend(settings)
-        result = summarize_sync(chosen, settings)
+        result = summarize_sync(
+            chosen, settings, on_cold_start=lambda e: err.print(e.message, markup=False, highlight=False)
+        )
     except SummarizerError as exc:
         raise _fail(exc) from None
     if as_json:

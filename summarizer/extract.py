@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from .answers import AnswerBase, choice_of
 from .cache import KEY_VERSION, ResponseCache, canonical_json
+from .coldstart import Listener, listen
 from .errors import ExtractionFailed, LLMError, PromptError, SummarizerError
 from .guard import withheld_sentences
 from .llm import Backend, make_backend
@@ -479,13 +480,18 @@ def _request_sampling(settings: Settings) -> dict[str, Any]:
     return sampling
 
 
-async def summarize(paper: Paper, settings: Settings | None = None) -> Result:
-    """Extract one paper with a fresh extractor (the per-paper CLI's path)."""
+async def summarize(paper: Paper, settings: Settings | None = None, *, on_cold_start: Listener | None = None) -> Result:
+    """Extract one paper with a fresh extractor (the per-paper CLI's path).
+
+    `on_cold_start` is told of the embedded backend's slow start-up steps as they begin and end.
+    """
     async with Extractor(settings) as extractor:
+        if on_cold_start is not None:
+            listen(extractor.backend, on_cold_start)
         return await extractor.extract(paper)
 
 
-def summarize_sync(paper: Paper, settings: Settings | None = None) -> Result:
+def summarize_sync(paper: Paper, settings: Settings | None = None, *, on_cold_start: Listener | None = None) -> Result:
     import asyncio
 
-    return asyncio.run(summarize(paper, settings))
+    return asyncio.run(summarize(paper, settings, on_cold_start=on_cold_start))

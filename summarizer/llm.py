@@ -33,6 +33,7 @@ from pydantic import BaseModel, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from .coldstart import ColdStartClock
 from .errors import ConfigError, ExtractionFailed, LLMError, ServiceError, TransportError
 from .schemas import Usage
 from .settings import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SHA256, InstructorMode, Settings
@@ -739,6 +740,7 @@ class EmbeddedBackend:
         self._server: EmbeddedServer | None = None
         self._inner: OpenAIBackend | None = None
         self._lock = asyncio.Lock()
+        self.cold_start = ColdStartClock()  # told of by `coldstart.listen`
         if settings.model_path is not None:
             self._model_id = f"gguf:{settings.model_path.name}:{_file_fingerprint(settings.model_path)}"
             self._name = settings.model or settings.model_path.stem
@@ -770,12 +772,9 @@ class EmbeddedBackend:
     async def _ensure_started(self) -> OpenAIBackend:
         async with self._lock:
             if self._inner is None:
-                from .models import default_model_path
-
-                path = self._settings.model_path or default_model_path(self._settings.model_cache_dir)
+                path = self.cold_start.model_path(self._settings)
                 server = EmbeddedServer(path, n_ctx=self._settings.n_ctx, n_threads=self._settings.n_threads)
-                server.launch()  # here, on the loop's thread: the child's life is tied to it
-                await asyncio.to_thread(server.wait_ready)
+                await self.cold_start.start(server)
                 self._server = server
                 self._inner = OpenAIBackend(
                     self._settings,

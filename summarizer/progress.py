@@ -67,6 +67,20 @@ class Notice:
     message: str
 
 
+ColdStep = Literal["assemble", "verify", "server"]
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A slow step before the first answer (the embedded model checked, its server started):
+    told when it begins (`seconds` None) and when it is done, with the seconds it took."""
+
+    kind: ClassVar[str] = "cold_start"
+    step: ColdStep
+    seconds: float | None
+    message: str
+
+
 @dataclass(frozen=True)
 class CacheHits:
     kind: ClassVar[str] = "cache_hits"
@@ -118,6 +132,7 @@ Event = (
     | RunStarted
     | InputProblem
     | Notice
+    | ColdStart
     | CacheHits
     | PaperDone
     | PaperFailed
@@ -299,6 +314,9 @@ class JsonlSink:
         self.stream.flush()
 
 
+_TAGGING = "tagging"
+
+
 class RichSink:
     """A live progress bar with rate, ETA, cache hits, failures, tokens and cost (on stderr)."""
 
@@ -322,7 +340,7 @@ class RichSink:
 
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]tagging"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
@@ -359,7 +377,7 @@ class RichSink:
     def __call__(self, event: Event) -> None:
         self.tally.add(event)
         if isinstance(event, RunStarted) and self._progress is not None:
-            self._task = self._progress.add_task("tag", total=event.to_do, rate="", eta="", stats="")
+            self._task = self._progress.add_task(_TAGGING, total=event.to_do, rate="", eta="", stats="")
             if event.already_done:
                 self._say("resuming: ", "cyan", f"{event.already_done} papers already done in {event.outdir}")
         # Paper text and paths are shown as plain Text: a title holding "[bold]" is not markup.
@@ -373,7 +391,20 @@ class RichSink:
             self._say("note: ", "yellow", event.message)
         elif isinstance(event, BackendChosen):
             self._say("backend: ", "cyan", event.line.removeprefix("backend: "))
+        elif isinstance(event, ColdStart):
+            self._cold_start(event)
         self._refresh()
+
+    def _cold_start(self, event: ColdStart) -> None:
+        from rich.markup import escape
+
+        # While a step runs the progress line says what it is waiting for; its time stays on screen.
+        if event.seconds is None and self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=escape(event.message))
+            return
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=_TAGGING)
+        self._say("starting: ", "cyan", event.message)
 
 
 LogFormat = Literal["rich", "jsonl", "quiet"]

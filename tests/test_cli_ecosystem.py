@@ -19,7 +19,7 @@ from pytest import MonkeyPatch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from summarizer import DISTRIBUTION, catalog, package_version
+from summarizer import DISTRIBUTION, catalog, models, package_version
 from summarizer.catalog import embedded_model
 from summarizer.cli import app
 from summarizer.errors import ConfigError, ModelFileError
@@ -340,6 +340,9 @@ def test_models_reports_the_assembled_file_by_size_and_verifies_on_request(
     assert embedded_model(settings, verify=True).state == "bad"  # right size, wrong hash
     monkeypatch.setattr(catalog, "DEFAULT_MODEL_SHA256", hashlib.sha256(b"not a gigabyte").hexdigest())
     assert embedded_model(settings, verify=True).state == "verified"
+    assert embedded_model(settings).state == "assembled"  # --verify hashed it but left no stamp
+    models.verify_once(model, size=model.stat().st_size, sha256=catalog.DEFAULT_MODEL_SHA256)  # what a load does
+    assert embedded_model(settings).state == "verified"
     gguf = tmp_path / "mine.gguf"
     assert embedded_model(Settings(model_path=tmp_path / "absent.gguf", backend="openai")).state == "missing"
     gguf.write_bytes(b"GGUF")
