@@ -205,7 +205,7 @@ def test_the_cli_chooses_the_decision_mode(tmp_path: Path, monkeypatch: Any) -> 
 
     seen: list[str] = []
 
-    def fake_summarize(paper: Any, settings: Settings) -> Any:
+    def fake_summarize(paper: Any, settings: Settings, **_: Any) -> Any:
         seen.append(f"{settings.decisions} {settings.expected_share}")
         raise SystemExit(0)
 
