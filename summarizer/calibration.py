@@ -267,17 +267,26 @@ def review_reasons(d: Decisions) -> list[str]:
     reasons: list[str] = []
     if d.subject is not None and d.subject.confidence is not None and abs(d.subject.p(YES) - 0.5) < REVIEW_MARGIN:
         reasons.append(f"about the subject is close to its threshold (p={d.subject.p(YES):.2f})")
-    ranked = d.category.ranked()
-    if d.category.available and len(ranked) > 1 and (d.subject is None or d.subject.choice == YES):
-        (first, p1), (second, p2) = ranked[0], ranked[1]
-        if p1 - p2 < REVIEW_MARGIN:
-            reasons.append(f"category {first} ({p1:.2f}) is close to {second} ({p2:.2f})")
+    reasons += _close_category(d, REVIEW_MARGIN)
     for dd in d.datasets:
         if dd.is_dataset.available and abs(dd.is_dataset.p(YES) - 0.5) < REVIEW_MARGIN / 2:
             reasons.append(f"whether {dd.name!r} is a dataset is close (p={dd.is_dataset.p(YES):.2f})")
+    return reasons + _no_logprobs(d)
+
+
+def _close_category(d: Decisions, margin: float) -> list[str]:
+    ranked = d.category.ranked()
+    if d.category.available and len(ranked) > 1 and (d.subject is None or d.subject.choice == YES):
+        (first, p1), (second, p2) = ranked[0], ranked[1]
+        if p1 - p2 < margin:
+            return [f"category {first} ({p1:.2f}) is close to {second} ({p2:.2f})"]
+    return []
+
+
+def _no_logprobs(d: Decisions) -> list[str]:
     if any(not s.available for s in (d.category, *(x for x in [d.subject] if x is not None))):
-        reasons.append("the server returned no log-probabilities: decisions are generated, confidence unknown")
-    return reasons
+        return ["the server returned no log-probabilities: decisions are generated, confidence unknown"]
+    return []
 
 
 def combined_review_reasons(d: Decisions) -> list[str]:
@@ -287,14 +296,7 @@ def combined_review_reasons(d: Decisions) -> list[str]:
         p = d.subject.p(YES)
         if SUBJECT_BAND[0] < p < SUBJECT_BAND[1]:
             reasons.append(f"whether it is about the subject is uncertain (p={p:.2f})")
-    ranked = d.category.ranked()
-    if d.category.available and len(ranked) > 1 and (d.subject is None or d.subject.choice == YES):
-        (first, p1), (second, p2) = ranked[0], ranked[1]
-        if p1 - p2 < CATEGORY_MARGIN:
-            reasons.append(f"category {first} ({p1:.2f}) is close to {second} ({p2:.2f})")
-    if any(not s.available for s in (d.category, *(x for x in [d.subject] if x is not None))):
-        reasons.append("the server returned no log-probabilities: decisions are generated, confidence unknown")
-    return reasons
+    return reasons + _close_category(d, CATEGORY_MARGIN) + _no_logprobs(d)
 
 
 # --------------------------------------------------------------------------------------
