@@ -10,8 +10,8 @@ paper must process the whole prompt again. Only the paper requests are timed.
 
 With `--decisions`, the same papers go through both decision modes in one run (prefix re-used,
 empty response cache each): generated labels (one JSON answer) against scored decisions
-(one-token questions, one writing request, one request per claim), with requests, prompt and
-output tokens per paper:
+(the same JSON answer, then one-token questions), with requests, prompt and output tokens per
+paper:
 
     python benchmarks/embedded.py --decisions [N_PAPERS]     (default 10; about 10 minutes)
 """

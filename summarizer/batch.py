@@ -46,7 +46,7 @@ from .export import (
 )
 from .extract import Extractor
 from .llm import Backend, describe_backend
-from .pricing import Price, estimate_usage, price_for
+from .pricing import Price, estimate_usage, mode_costs, price_for
 from .progress import (
     BackendChosen,
     BudgetReached,
@@ -387,7 +387,21 @@ def _plan(extractor: Extractor, papers: list[Paper], done: set[str], price: Pric
     usage = Usage(prompt_tokens=prompt, completion_tokens=sent * extractor.settings.expected_output_tokens)
     cost, skipped, label = price.cost(usage) if price else None, len(papers) - len(pending), extractor.backend.label
     source = price.source if price else None
-    return Plan(len(papers), skipped, cached, sent, usage.prompt_tokens, usage.completion_tokens, cost, label, source)
+    mode = "scored" if extractor.scored is not None else "generated"
+    modes = tuple(mode_costs(extractor, pending, price))
+    return Plan(
+        len(papers),
+        skipped,
+        cached,
+        sent,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        cost,
+        label,
+        source,
+        mode,
+        modes,
+    )
 
 
 def _settings_record(extractor: Extractor, concurrency: int, price: Price | None) -> dict[str, Any]:

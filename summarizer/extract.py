@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model
 
 from .answers import AnswerBase, choice_of
 from .cache import KEY_VERSION, ResponseCache, canonical_json
@@ -38,7 +38,7 @@ from .schemas import (
     Usage,
     read_back,
 )
-from .scored import SCORED_TEMPLATES, ScoredPipeline, SubAnswers, write_model
+from .scored import SCORED_TEMPLATES, ScoredPipeline, SubAnswers
 from .settings import Settings
 from .spans import candidate_names, not_a_dataset, sentence_containing, split_sentences
 from .taxonomy import NOT_ALIGNMENT, Taxonomy, load_taxonomy
@@ -49,8 +49,8 @@ from .taxonomy import NOT_ALIGNMENT, Taxonomy, load_taxonomy
 # messages or record are; tests/test_cache_keys.py holds a digest of every seed paper's rendered
 # prompt and schema and fails until the version and digest are updated together.
 RENDER_VERSION = 2
-#: The same for the scored pipeline (`scored.py`): its questions, writing and claim requests.
-SCORED_RENDER_VERSION = 4
+#: The same for the scored pipeline (`scored.py`): its questions and how decisions overlay the answer.
+SCORED_RENDER_VERSION = 5
 
 
 def truncate_abstract(abstract: str, max_chars: int) -> tuple[str, str | None]:
@@ -254,17 +254,16 @@ class Extractor:
     def schema_hash(self) -> str:
         # Per-paper schemas differ only in their enums of names and sentence numbers, which
         # the paper text (in the key) determines; this template pins everything else.
-        template: type[BaseModel]
-        if self.scored is not None:
-            template = write_model(tuple(self.taxonomy.contribution_ids), ("<name>",))
-        else:
-            template = build_answer_model(self.taxonomy, ("<name>",), 3)
+        template = build_answer_model(self.taxonomy, ("<name>",), 3)
         return hashlib.sha256(canonical_json(template.model_json_schema()).encode()).hexdigest()
 
     @property
     def prompt_hash(self) -> str:
-        """The hash of the prompt files this extractor renders."""
-        return self.scored.prompts.content_hash if self.scored is not None else self.prompts.content_hash
+        """The hash of the prompt files this extractor renders (with scored decisions: both sets)."""
+        if self.scored is None:
+            return self.prompts.content_hash
+        both = self.prompts.content_hash + self.scored.prompts.content_hash
+        return hashlib.sha256(both.encode()).hexdigest()
 
     async def start(self) -> None:
         """Complete the backend's identity before any key is made (idempotent).
@@ -276,7 +275,7 @@ class Extractor:
         if self._started:
             return
         await self.backend.resolve()
-        self.__dict__.pop("_key_frame", None)
+        self.__dict__.pop("_key_frames", None)
         self._started = True
 
     @property
@@ -284,7 +283,9 @@ class Extractor:
         """Whether records may be read from and written to the cache: only under a known model."""
         return self.cache is not None and bool(self.backend.identity.get("model"))
 
-    def key_parts(self, title: str, abstract: str) -> dict[str, Any]:
+    def key_parts(self, title: str, abstract: str, *, generated: bool = False) -> dict[str, Any]:
+        """What the record of a paper depends on; `generated`: the generated answer alone (the
+        record of `decisions = "generated"`, which scored decisions start from)."""
         parts: dict[str, Any] = {
             "backend": self.backend.identity,
             "prompt": self.prompts.content_hash,
@@ -294,34 +295,40 @@ class Extractor:
             "sampling": self.settings.sampling(),
             "paper": {"title": title, "abstract": abstract},
         }
-        if self.scored is not None:
+        if self.scored is not None and not generated:
             # Generated keys keep their layout, so answers recorded for them stay valid.
             parts.update(
-                prompt=self.scored.prompts.content_hash,
+                prompt=self.prompt_hash,
                 decisions=self.scored.key_part(),
-                code=SCORED_RENDER_VERSION,
+                code=[RENDER_VERSION, SCORED_RENDER_VERSION],
                 sampling={**self.settings.sampling(), "decisions": "scored"},
             )
         return parts
 
-    def key_for(self, paper: Paper) -> str:
-        """The cache key of `paper`, without rendering prompts (cheap: for planning and re-runs)."""
+    def key_for(self, paper: Paper, *, generated: bool = False) -> str:
+        """The cache key of `paper`'s record, without rendering prompts (cheap: for planning and
+        re-runs); `generated`: of its generated answer alone (the same as `key_for` without scoring)."""
         abstract, _ = truncate_abstract(paper.abstract, self.settings.max_abstract_chars)
-        prefix, suffix = self._key_frame
+        prefix, suffix = self._key_frames[generated or self.scored is None]
         paper_json = canonical_json({"abstract": abstract, "title": paper.title})
         return hashlib.sha256((prefix + paper_json + suffix).encode("utf-8")).hexdigest()
 
     @cached_property
-    def _key_frame(self) -> tuple[str, str]:
-        """The key document around the paper, serialised once (re-runs key thousands of papers).
+    def _key_frames(self) -> dict[bool, tuple[str, str]]:
+        """The key documents around the paper (scored, generated), serialised once (re-runs key
+        thousands of papers).
 
         Splitting the canonical JSON at a placeholder gives byte-for-byte the same document as
         `cache_key(self.key_parts(...))`, so keys do not depend on which path computed them.
         """
         marker = "\u0000paper\u0000"
-        document = canonical_json({"v": KEY_VERSION, **self.key_parts("", ""), "paper": marker})
-        prefix, suffix = document.split(canonical_json(marker))
-        return prefix, suffix
+        frames: dict[bool, tuple[str, str]] = {}
+        for generated in (False, True):
+            parts = self.key_parts("", "", generated=generated)
+            document = canonical_json({"v": KEY_VERSION, **parts, "paper": marker})
+            prefix, suffix = document.split(canonical_json(marker))
+            frames[generated] = (prefix, suffix)
+        return frames
 
     def prepare(self, paper: Paper) -> Prepared:
         abstract, warning = truncate_abstract(paper.abstract, self.settings.max_abstract_chars)
@@ -382,62 +389,86 @@ class Extractor:
         if hit is not None:
             hit.source = PaperSource.of(paper)  # this input's identity, not the one that filled the cache
             return hit
-        decided, decision_requests = Usage(), 0
-        sampling = _request_sampling(self.settings)
-        if self.scored is not None:
-            outcome = await self.scored.run(
-                self.backend,
-                paper,
-                prepared.sentences,
-                prepared.names,
-                max_reasks=self.settings.max_reasks,
-                sampling=sampling,
-                store=SubAnswers(self.cache, self.backend.identity)
-                if self.cache is not None and self.cacheable
-                else None,
-            )
-            completion, decided, decision_requests = outcome.completion, outcome.raw.usage, outcome.raw.requests
+        if self.scored is None:
+            result = await self._generate(prepared, started, t0)
         else:
-            completion = await self.backend.complete(
-                prepared.messages, prepared.answer_model, max_reasks=self.settings.max_reasks, sampling=sampling
-            )
+            result = await self._score(prepared, started, t0)
+        result.source = PaperSource.of(paper)
+        return result
+
+    async def _generate(self, prepared: Prepared, started: str, t0: float) -> Result:
+        """The one generated answer, as a record (cached under `prepared.key`)."""
+        completion = await self.backend.complete(
+            prepared.messages,
+            prepared.answer_model,
+            max_reasks=self.settings.max_reasks,
+            sampling=_request_sampling(self.settings),
+        )
         stats = completion.stats
+        answer: AnswerBase = completion.value  # type: ignore[assignment]  # built from prepared.answer_model
         try:
-            if self.scored is not None:
-                record = self.scored.to_record(paper, outcome, prepared.sentences, prepared.abstract)
-            else:
-                record = answer_to_record(paper, completion.value, prepared.sentences, prepared.abstract, self.taxonomy)  # type: ignore[arg-type]
+            record = answer_to_record(prepared.paper, answer, prepared.sentences, prepared.abstract, self.taxonomy)
         except ValidationError as exc:
             raise ExtractionFailed(
                 f"the answer passed the model checks but not the record checks: {exc}",
-                attempts=stats.requests + decision_requests,
+                attempts=stats.requests,
                 reasks=max(stats.model_calls - 1, 0),
                 last_completion=completion.raw,
-                usage=(completion.usage + decided).model_dump(),
+                usage=completion.usage.model_dump(),
             ) from exc
-        stats = completion.stats
         record.warnings.extend(prepared.warnings)
+        result = self._result(prepared.key, record, completion.usage, stats.requests, stats.model_calls, started, t0)
+        self._store(prepared.key, result)
+        return result
+
+    async def _score(self, prepared: Prepared, started: str, t0: float) -> Result:
+        """The generated answer (shared with `decisions = "generated"`, so either mode's run
+        re-uses the other's) with its closed-set decisions replaced by scored ones."""
+        assert self.scored is not None
+        generated = replace(prepared, key=self.key_for(prepared.paper, generated=True))
+        base = self.cached(generated) or await self._generate(generated, started, t0)
+        store = SubAnswers(self.cache, self.backend.identity) if self.cache is not None and self.cacheable else None
+        raw, decisions = await self.scored.run(
+            self.backend, prepared.paper, prepared.sentences, prepared.names, store=store
+        )
+        record = self.scored.overlay(base.record, decisions, prepared.sentences, prepared.abstract)
+        made = base.provenance if not base.provenance.cache_hit else None
+        result = self._result(
+            prepared.key,
+            record,
+            raw.usage + (made.usage if made else Usage()),
+            raw.requests + (made.attempts if made else 0),
+            1 + (made.reasks if made else 0),
+            started,
+            t0,
+        )
+        self._store(prepared.key, result)
+        return result
+
+    def _result(
+        self, key: str, record: PaperRecord, usage: Usage, attempts: int, model_calls: int, started: str, t0: float
+    ) -> Result:
         provenance = Provenance(
             backend=self.backend.identity["backend"],
             model=self.backend.label,
             prompt_hash=self.prompt_hash[:16],
             taxonomy_hash=self.taxonomy.content_hash[:16],
             schema_hash=self.schema_hash[:16],
-            cache_key=prepared.key,
+            cache_key=key,
             cache_hit=False,
-            usage=completion.usage + decided,
-            attempts=stats.requests + decision_requests,
-            reasks=max(stats.model_calls - 1, 0),
+            usage=usage,
+            attempts=attempts,
+            reasks=max(model_calls - 1, 0),
             latency_s=round(time.perf_counter() - t0, 3),
             started_at=started,
             finished_at=_now(),
         )
-        result = Result(record=record, provenance=provenance)
+        return Result(record=record, provenance=provenance)
+
+    def _store(self, key: str, result: Result) -> None:
         if self.cache is not None and self.cacheable:
             # Without the identity: the cached record is shared by every input holding this paper.
-            self.cache.set(prepared.key, result.model_dump(mode="json", exclude={"source"}))
-        result.source = PaperSource.of(paper)
-        return result
+            self.cache.set(key, result.model_dump(mode="json", exclude={"source"}))
 
     async def extract_or_failure(self, paper: Paper) -> Result | Failure:
         """Like `extract`, but a paper that cannot be done becomes a `Failure` with its reason."""

@@ -733,12 +733,22 @@ class EmbeddedServer:
 
 
 class EmbeddedBackend:
-    """The default when nothing else is configured: a local GGUF model, no key, no network."""
+    """The default when nothing else is configured: a local GGUF model, no key, no network.
+
+    Generated answers and scored questions go to two server processes. A llama.cpp context keeps
+    the KV cache of its last request only, and the two kinds of request start with different
+    fixed prefixes (the instructions and worked examples, some 4,500 tokens; the questions'
+    instructions, some 1,000): on one server each paper's questions would evict the answer's
+    prefix and the next answer the questions', re-processing both every paper at ~150 tokens a
+    second. The model file is memory-mapped, so two processes hold it in memory once; only the
+    one whose request is running uses the cores. A run that asks no questions starts one.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._server: EmbeddedServer | None = None
-        self._inner: OpenAIBackend | None = None
+        self._servers: dict[str, EmbeddedServer] = {}
+        self._inners: dict[str, OpenAIBackend] = {}
+        self._model_path: Path | None = None
         self._lock = asyncio.Lock()
         self.cold_start = ColdStartClock()  # told of by `coldstart.listen`
         if settings.model_path is not None:
@@ -769,14 +779,22 @@ class EmbeddedBackend:
     async def resolve(self) -> None:
         """Nothing to ask: the model file's hash is the identity, known without starting the server."""
 
-    async def _ensure_started(self) -> OpenAIBackend:
+    @property
+    def _server(self) -> EmbeddedServer | None:
+        """The server of generated answers, once started."""
+        return self._servers.get("answers")
+
+    async def _ensure_started(self, role: str = "answers") -> OpenAIBackend:
         async with self._lock:
-            if self._inner is None:
-                path = self.cold_start.model_path(self._settings)
+            inner = self._inners.get(role)
+            if inner is None:
+                if self._model_path is None:
+                    self._model_path = self.cold_start.model_path(self._settings)
+                path = self._model_path
                 server = EmbeddedServer(path, n_ctx=self._settings.n_ctx, n_threads=self._settings.n_threads)
                 await self.cold_start.start(server)
-                self._server = server
-                self._inner = OpenAIBackend(
+                self._servers[role] = server
+                inner = self._inners[role] = OpenAIBackend(
                     self._settings,
                     base_url=server.base_url,
                     api_key="embedded",
@@ -784,7 +802,7 @@ class EmbeddedBackend:
                     mode="llamacpp_json",
                     label="embedded",
                 )
-            return self._inner
+            return inner
 
     async def complete(
         self,
@@ -798,16 +816,16 @@ class EmbeddedBackend:
         return await inner.complete(messages, response_model, max_reasks=max_reasks, sampling=sampling)
 
     async def choose(self, messages: list[dict[str, str]], options: tuple[str, ...]) -> Choice:
-        inner = await self._ensure_started()
+        inner = await self._ensure_started("questions")
         return await inner.choose(messages, options)
 
     async def aclose(self) -> None:
-        if self._inner is not None:
-            await self._inner.aclose()
-            self._inner = None
-        if self._server is not None:
-            await asyncio.to_thread(self._server.stop)
-            self._server = None
+        inners, self._inners = self._inners, {}
+        servers, self._servers = self._servers, {}
+        for inner in inners.values():
+            await inner.aclose()
+        for server in servers.values():
+            await asyncio.to_thread(server.stop)
 
 
 def _file_fingerprint(path: Path) -> str:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, SummarizerError
 from .extract import Extractor
+from .progress import ModeCost
 from .schemas import Paper, Usage
 from .settings import Settings
 
@@ -122,6 +123,52 @@ def catalogue_price(model: str, base_url: str | None = None) -> Price | None:
             f"genai-prices {__version__}: {calc.provider.id} {calc.model.id}{where}",
         )
     return None
+
+
+#: Papers a dry run renders to average each mode's per-paper cost (the plan's totals use all).
+_MODE_SAMPLE = 50
+
+
+def mode_costs(extractor: Extractor, papers: list[Paper], price: Price | None) -> list[ModeCost]:
+    """Per-paper requests, tokens and cost of generated and of scored decisions, averaged over
+    (up to 50 of) `papers`.
+
+    Scored decisions send the generated request and then one short request per question, each
+    re-sending the instructions and the paper: free on a local server that keeps the prefix,
+    billed in full by a paid API (before any prompt-caching discount).
+    """
+    from .decide import QuestionSet
+    from .prompts import load_prompts
+    from .scored import SCORED_TEMPLATES
+
+    questions = QuestionSet(load_prompts(extractor.settings.prompts_dir, SCORED_TEMPLATES), extractor.taxonomy)
+    system = questions.system()
+    sample = papers[:_MODE_SAMPLE]
+    generated, scored, asked = Usage(), Usage(), 0
+    for paper in sample:
+        try:
+            prepared = extractor.prepare(paper)
+        except SummarizerError:
+            continue
+        one = Usage(
+            prompt_tokens=sum(len(m["content"]) for m in prepared.messages) // 4,
+            completion_tokens=extractor.settings.expected_output_tokens,
+        )
+        block = questions.paper_block(paper.title, prepared.sentences)
+        # The first round, plus one "introduced?" question where there are dataset names to ask about.
+        first = questions.first_round(prepared.names, len(prepared.sentences))
+        n = len(first) + (len(first) > 2)
+        chars = n * (len(system) + len(block)) + sum(len(q.text) for q in first)
+        generated = generated + one
+        scored = scored + one + Usage(prompt_tokens=chars // 4, completion_tokens=n)
+        asked += n
+    count = max(len(sample), 1)
+
+    def per_paper(mode: str, total: Usage, requests: float) -> ModeCost:
+        usage = Usage(prompt_tokens=total.prompt_tokens // count, completion_tokens=total.completion_tokens // count)
+        return ModeCost(mode, requests, usage, price.cost(usage) if price else None)
+
+    return [per_paper("generated", generated, 1.0), per_paper("scored", scored, 1.0 + asked / count)]
 
 
 def estimate_usage(extractor: Extractor, paper: Paper) -> Usage:

@@ -217,6 +217,16 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class ModeCost:
+    """What one paper costs under a way of deciding labels (`Settings.decisions`), on average."""
+
+    mode: str  # generated | scored
+    requests: float
+    usage: Usage
+    cost_usd: float | None
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a run would do (`--dry-run`): nothing is sent and nothing is written."""
 
@@ -229,6 +239,8 @@ class Plan:
     cost_usd: float | None
     model: str
     price_source: str | None = None  # where the price came from: local, a price table, genai-prices
+    mode: str = "generated"  # how this run decides labels (Settings.decisions, resolved for its backend)
+    modes: tuple[ModeCost, ...] = ()  # per paper, each way of deciding labels
 
 
 @dataclass
@@ -439,6 +451,14 @@ def render_summary(summary: RunSummary) -> RenderableType:
             ("est. tokens", f"{plan.prompt_tokens:,} in + {plan.completion_tokens:,} out (before re-asks)"),
             ("est. cost", cost),
         ]
+        for m in plan.modes:
+            each = "unknown" if m.cost_usd is None else f"${m.cost_usd:,.5f}"
+            chosen = " (this run)" if m.mode == plan.mode else ""
+            rows.append((
+                f"per paper, {m.mode}",
+                f"{m.requests:.1f} requests, ~{m.usage.prompt_tokens:,} in + {m.usage.completion_tokens:,} out tokens, "
+                f"{each}{chosen}",
+            ))  # fmt: skip
     else:
         cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:,.4f}"
         rows = [

@@ -48,6 +48,9 @@ class ReplayStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 

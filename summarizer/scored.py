@@ -1,118 +1,53 @@
-"""A paper's record with every closed-set decision scored and only free text generated.
+"""A paper's record with its closed-set decisions scored over the generated answer.
 
-Stage one (`decide.py`) asks one-token questions after the fixed instructions and the paper
-block and reads the answers from log-probabilities; `calibration.py` turns them into
-calibrated decisions: about the subject or not, the category, which names are datasets and
-whether the paper introduces them, which sentences state its findings. Stage two is one
-generation after the same prefix (so the server reuses the paper's KV cache): the summary, the
-contribution type, the method's name among the abstract's names, the method description, and
-one claim statement for each finding sentence chosen in stage one, written from that sentence.
-A claim therefore always cites the sentence it was written from.
+The paper's one generated JSON answer (the same request, prompt and worked examples as
+`decisions = "generated"`, so its cached answer is shared) gives the free text and the choices a
+small model makes well when it writes: the summary, the contribution type, the method and the
+claims. Then `decide.py` asks one-token questions after the fixed instructions and the paper
+block and reads the answers from log-probabilities; `calibration.py` turns them into calibrated
+decisions, which replace the generated ones: about the subject or not, the category, which
+names are datasets and whether the paper introduces them. The record carries each decision's
+probability and `needs_review` with its reasons.
 
-This is many requests per paper: cheap on a local server that keeps the paper's prefix, but a
-paid API bills each request's whole prompt, so `Settings.decisions` defaults to this pipeline
-only on the embedded backend (`Settings.resolved_decisions`).
+Why not a shorter writing request after the questions' prefix: measured on gold (step 2), a
+writing request without the worked examples chose the method's name right for 0.446 of papers
+against 0.800 and the contribution type for 0.677 against 0.815, and 4 of 65 papers failed its
+summary checks (`evals/scored/report.md` at that commit against `evals/baseline.json`).
+
+This is several requests per paper: cheap on a local server that keeps the paper's prefix,
+but a paid API bills each request's whole prompt, so `Settings.decisions` scores only where
+questions are cheap (`auto`, the default).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from pydantic import BaseModel, Field, create_model, model_validator
-
-from .answers import choice_of, trim_to_sentences
 from .cache import ResponseCache, cache_key
 from .calibration import SHARES, Calibration, Decisions, apply, load_calibrations
 from .decide import DECISION_TEMPLATES, Answer, QuestionSet, RawDecisions, ask_all
 from .decisions import YES
-from .llm import Backend, CallStats, Completion
+from .llm import Backend
 from .prompts import PromptSet
-from .schemas import MAX_CLAIMS, MAX_SUMMARY_WORDS, Confidence, Paper, PaperRecord, Usage, normalise_ws
+from .schemas import Confidence, Paper, PaperRecord
 from .similarity import class_similarity
 from .spans import sentence_containing
 from .taxonomy import Taxonomy
 
-WRITE = "write.j2"
-CLAIM = "claim.j2"
-#: Every prompt file the scored pipeline renders (all of them hashed into the cache key).
-SCORED_TEMPLATES = (*DECISION_TEMPLATES, WRITE, CLAIM)
-CLAIM_MAX_TOKENS = 80
-
-
-class ClaimStatement(BaseModel):
-    statement: str = Field(min_length=3, max_length=200)
-
-    @model_validator(mode="after")
-    def _has_words(self) -> ClaimStatement:
-        # The record rejects an empty statement after whitespace is normalised; rejecting it
-        # here turns that into a re-ask instead of a failed paper.
-        if not normalise_ws(self.statement):
-            raise ValueError("statement: write the finding in words")
-        return self
-
-
-def fit_words(text: str, max_words: int) -> str:
-    """Whole leading sentences within `max_words`; a first sentence that is itself longer is cut
-    at a clause boundary and marked with an ellipsis (a re-ask for length rarely helps a 1.5B model:
-    5 of 65 gold papers failed three times in a row)."""
-    text = " ".join(text.split())
-    kept = trim_to_sentences(text, max_words)
-    if kept:
-        return kept
-    words = text.split()[:max_words]
-    cut = " ".join(words)
-    clause = max(cut.rfind(", "), cut.rfind("; "))
-    if clause > len(cut) // 2:
-        cut = cut[:clause]
-    return cut.rstrip(",;: ") + " …"
-
-
-class WrittenBase(BaseModel):
-    @model_validator(mode="after")
-    def _fit(self) -> WrittenBase:
-        summary = str(self.__dict__["summary"])
-        # Right after the paper block a small model sometimes copies the title as the summary.
-        if len(summary.split()) < 8:
-            raise ValueError("summary: write a sentence of 20 to 40 words on what the paper does and finds")
-        self.__dict__["summary"] = fit_words(summary, MAX_SUMMARY_WORDS)
-        # The record requires a description (Method.description has min_length 1); an empty or
-        # blank one is re-asked here rather than failing the paper after the last request.
-        description = normalise_ws(str(self.__dict__["method_description"]))
-        if not any(ch.isalnum() for ch in description):
-            raise ValueError("method_description: write one sentence on what the method or the paper does")
-        self.__dict__["method_description"] = fit_words(description, 40)
-        return self
-
-
-@lru_cache(maxsize=512)
-def write_model(contribution_ids: tuple[str, ...], names: tuple[str, ...]) -> type[WrittenBase]:
-    """The schema of stage two: free text, plus two choices generation makes well.
-
-    The contribution type comes last: asked right after the summary it was new_method for 59
-    of 65 gold papers; after the method's name (null when the paper proposes nothing) and
-    description, the model has stated what the paper does before it labels it.
-    """
-    name = choice_of(names) if names else None
-    fields: dict[str, Any] = {
-        "summary": (str, Field(max_length=700)),
-        "method_name": (Optional[name] if names else None, ...),  # noqa: UP045 (a runtime type)
-        "method_description": (str, Field(max_length=300)),
-        "contribution_type": (choice_of(contribution_ids), ...),
-    }
-    return create_model("WrittenAnswer", __base__=WrittenBase, **fields)
+#: Every prompt file the scored questions render (hashed into the cache key with the generated request's).
+SCORED_TEMPLATES = DECISION_TEMPLATES
+#: Said in a record whose decisions could not be scored.
+NO_LOGPROBS = "decisions generated, not scored: the server returned no log-probabilities"
 
 
 class SubAnswers:
-    """The paper's single answers, cached apart from the record and from any calibration.
+    """The paper's question answers, cached apart from the record and from any calibration.
 
     A record's key holds the calibration, so a new calibration misses the record cache; its
-    questions, writing request and claim statements are found here and only what the new
-    calibration asks for that was never asked (a newly accepted dataset's second question, a
-    newly chosen claim sentence) goes to the model. Keys hold the backend identity, the messages
-    exactly as sent, and the options or response schema and sampling.
+    answers are found here, and only what the new calibration asks for that was never asked (a
+    newly accepted dataset's second question) goes to the model. Keys hold the backend identity,
+    the messages exactly as sent, and the options.
     """
 
     def __init__(self, cache: ResponseCache, identity: dict[str, Any]) -> None:
@@ -128,46 +63,6 @@ class SubAnswers:
 
     def put_answer(self, messages: list[dict[str, str]], options: tuple[str, ...], answer: Answer) -> None:
         self.cache.set(self._key("answer", messages, list(options)), answer.model_dump(mode="json"))
-
-    async def complete(
-        self,
-        backend: Backend,
-        messages: list[dict[str, str]],
-        model: type[BaseModel],
-        *,
-        max_reasks: int,
-        sampling: dict[str, Any],
-    ) -> Completion:
-        key = self._key("completion", messages, [model.model_json_schema(), sampling, max_reasks])
-        hit = self.cache.get(key)
-        if hit is not None:
-            # Validated when it was written; re-validating would re-trim already trimmed text.
-            return Completion(value=model.model_construct(**hit), usage=Usage(), stats=CallStats())
-        completion = await backend.complete(messages, model, max_reasks=max_reasks, sampling=sampling)
-        self.cache.set(key, completion.value.model_dump(mode="json"))
-        return completion
-
-
-@dataclass(frozen=True)
-class ScoredOutcome:
-    """Both stages of a paper, before the record is built (`ScoredPipeline.to_record`)."""
-
-    completion: Completion  # the writing request (summary, method)
-    raw: RawDecisions  # the questions; its usage and requests also count the claim requests
-    decisions: Decisions
-    claims: list[int]  # the finding sentences the claim statements were written from
-    statements: list[str]
-
-
-async def _complete(
-    backend: Backend,
-    messages: list[dict[str, str]],
-    model: type[BaseModel],
-    *,
-    max_reasks: int,
-    sampling: dict[str, Any],
-) -> Completion:
-    return await backend.complete(messages, model, max_reasks=max_reasks, sampling=sampling)
 
 
 class ScoredPipeline:
@@ -211,10 +106,6 @@ class ScoredPipeline:
             part["share"] = self.share
         return part
 
-    def claim_count(self, n_sentences: int) -> int:
-        wanted = self.calibration.finding.count if self.calibration else 3
-        return max(1, min(wanted, n_sentences, MAX_CLAIMS))
-
     async def decide(
         self,
         backend: Backend,
@@ -225,23 +116,26 @@ class ScoredPipeline:
     ) -> RawDecisions:
         block = self.questions.paper_block(title, sentences)
         first = self.questions.first_round(names, len(sentences))
-        raw = await ask_all(backend, self.system, block, first, store=store)
-        accepted = [d.name for d in self._apply(raw, names, len(sentences)).accepted_datasets]
+        raw = await ask_all(backend, self.system, block, first[:1], store=store)
+        if raw.answers[first[0].key].top is None:
+            # No log-probabilities: the record keeps its generated labels, so asking the other
+            # questions (each a generated request on such a server) would buy nothing.
+            return raw
+        raw = raw.merge(await ask_all(backend, self.system, block, first[1:], store=store))
+        accepted = [d.name for d in self._apply(raw, names, sentences).accepted_datasets]
         if accepted:
             second = self.questions.second_round(accepted)
             raw = raw.merge(await ask_all(backend, self.system, block, second, store=store))
         return raw
 
     def _apply(
-        self, raw: RawDecisions, names: tuple[str, ...], n_sentences: int, paper: Paper | None = None
+        self, raw: RawDecisions, names: tuple[str, ...], sentences: list[str], title: str | None = None
     ) -> Decisions:
-        similarity = class_similarity(self.taxonomy, paper.title, paper.abstract) if paper is not None else None
-        return apply(raw, self.taxonomy, names, n_sentences, self.calibration, similarity=similarity, share=self.share)
-
-    def write_messages(self, title: str, sentences: list[str], names: tuple[str, ...]) -> list[dict[str, str]]:
-        block = self.questions.paper_block(title, sentences)
-        request = self.prompts.render(WRITE, taxonomy=self.taxonomy, names=names)
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": block + "\n" + request}]
+        # The similarity reads what the model was shown: a sentence withheld as addressed to an
+        # AI tagger must not move the label through the other signal either.
+        similarity = class_similarity(self.taxonomy, title, " ".join(sentences)) if title is not None else None
+        n = len(sentences)
+        return apply(raw, self.taxonomy, names, n, self.calibration, similarity=similarity, share=self.share)
 
     async def run(
         self,
@@ -249,57 +143,34 @@ class ScoredPipeline:
         paper: Paper,
         sentences: list[str],
         names: tuple[str, ...],
-        *,
-        max_reasks: int,
-        sampling: dict[str, Any],
         store: SubAnswers | None = None,
-    ) -> ScoredOutcome:
+    ) -> tuple[RawDecisions, Decisions]:
         raw = await self.decide(backend, paper.title, sentences, names, store)
-        decisions = self._apply(raw, names, len(sentences), paper)
-        claims = decisions.claim_sentences(self.claim_count(len(sentences)))
-        model = write_model(tuple(self.taxonomy.contribution_ids), names)
-        complete = store.complete if store is not None else _complete
-        completion = await complete(
-            backend, self.write_messages(paper.title, sentences, names), model, max_reasks=max_reasks, sampling=sampling
-        )
-        statements: list[str] = []
-        claim_sampling = {**sampling, "max_tokens": CLAIM_MAX_TOKENS}
-        for n in claims:
-            written = await complete(
-                backend,
-                self.claim_messages(sentences[n - 1]),
-                ClaimStatement,
-                max_reasks=max_reasks,
-                sampling=claim_sampling,
+        return raw, self._apply(raw, names, sentences, paper.title)
+
+    def overlay(self, generated: PaperRecord, d: Decisions, sentences: list[str], abstract: str) -> PaperRecord:
+        """The generated record with its category, datasets, confidence and review flag from `d`.
+
+        Where nothing was scored (a server without log-probabilities answers each question with a
+        generated pick) the generated labels stay, and the record says so.
+        """
+        data = generated.model_dump(mode="json")
+        context = {"abstract": abstract, **self.taxonomy.validation_context()}
+        if not d.category.available:
+            data["confidence"] = None
+            data["needs_review"] = True
+            data["review_reasons"] = [NO_LOGPROBS]
+            return PaperRecord.model_validate(
+                data, context={"abstract": abstract, **self.taxonomy.validation_context()}
             )
-            statements.append(normalise_ws(written.value.statement))  # type: ignore[attr-defined]
-            raw.usage = raw.usage + written.usage
-            raw.requests += written.stats.requests
-        return ScoredOutcome(completion, raw, decisions, claims, statements)
-
-    def claim_messages(self, sentence: str) -> list[dict[str, str]]:
-        """A claim is written from its sentence alone: with the whole paper in view, the model
-        restated the neighbouring sentences instead."""
-        request = self.prompts.render(CLAIM, sentence=sentence)
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": request}]
-
-    def to_record(
-        self,
-        paper: Paper,
-        outcome: ScoredOutcome,
-        sentences: list[str],
-        abstract: str,
-    ) -> PaperRecord:
-        a: dict[str, Any] = outcome.completion.value.__dict__
-        d = outcome.decisions
-        method = a["method_name"]
+        method = generated.method.name
 
         def evidence_for(name: str) -> str:
             number = sentence_containing(name, sentences)
             return sentences[number - 1] if number is not None else name
 
         outside = d.primary == self.taxonomy.outside
-        datasets = [
+        data["datasets"] = [
             {
                 "name": x.name,
                 "role": "introduced" if x.introduced is not None and x.introduced.choice == YES else "used",
@@ -308,27 +179,12 @@ class ScoredPipeline:
             for x in d.accepted_datasets
             if x.name != method
         ]
-        data = {
-            "paper_id": paper.id,
-            "title": paper.title,
-            "summary": a["summary"],
-            "contribution_type": a["contribution_type"],
-            "method": {
-                "name": method,
-                "description": a["method_description"],
-                "evidence": evidence_for(method) if method else None,
-            },
-            "datasets": datasets,
-            "claims": [
-                {"statement": statement, "evidence": sentences[n - 1]}
-                for n, statement in zip(outcome.claims, outcome.statements, strict=True)
-            ],
-            "category": {"primary": d.primary, "secondary": [], "rationale": self.rationale(d)},
-            "confidence": self.confidence(d, outside),
-            "needs_review": bool(d.review),
-            "review_reasons": d.review,
-        }
-        return PaperRecord.model_validate(data, context={"abstract": abstract, **self.taxonomy.validation_context()})
+        # No secondary classes: the generated ones were chosen beside the generated primary.
+        data["category"] = {"primary": d.primary, "secondary": [], "rationale": self.rationale(d)}
+        data["confidence"] = self.confidence(d, outside).model_dump(mode="json")
+        data["needs_review"] = bool(d.review)
+        data["review_reasons"] = d.review
+        return PaperRecord.model_validate(data, context=context)
 
     def confidence(self, d: Decisions, outside: bool) -> Confidence:
         ranked = d.category.ranked() if d.category.available else []

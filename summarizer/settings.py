@@ -109,12 +109,12 @@ class Settings(BaseSettings):
     max_reasks: int = Field(2, ge=0, le=10, description="Validation re-asks after the first attempt.")
     max_abstract_chars: int = Field(6000, ge=200, description="Longer abstracts are truncated, with a warning.")
     decisions: Literal["generated", "scored", "auto"] = Field(
-        "generated",
+        "auto",
         description="How closed-set labels are decided: generated inside the one JSON answer (one request per "
-        "paper), or scored from one-token log-probabilities (one request per question: cheap on a local server "
-        "that reuses the paper's prefix, costly on a paid API). auto: scored where questions are cheap "
-        "(the embedded server), else generated. The default stays generated until scored beats it on the "
-        "gold set and the check lists (README, 'How decisions are scored').",
+        "paper), or scored: that answer plus one-token questions whose log-probabilities decide the subject, "
+        "category and datasets (one request per question: cheap on a local server that reuses the paper's "
+        "prefix, costly on a paid API). auto: scored where questions are cheap (the embedded server), else "
+        "generated. README, 'How labels are decided'.",
     )
     calibration_path: Path | None = Field(
         None, description="Replace the calibration of scored decisions (prompts/calibration.json)."

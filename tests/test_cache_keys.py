@@ -100,7 +100,7 @@ def test_fast_key_path_equals_the_documented_key(tmp_path: Path) -> None:
 # version. The cache key does not hash the rendering code itself, so a change to it that does
 # not bump the version would serve (and replay) answers to prompts the model was never shown.
 RENDERED_AT_VERSION = (2, "9f4aeb46c02ae17698d52fbc56ac80c2529cb68e559e4a9e6e09ef8d8224c676")
-SCORED_RENDERED_AT_VERSION = (4, "6afb748ae30382cd70514634ea0d40003bbd364dc4aa6a9a866c68fe3c47e17c")
+SCORED_RENDERED_AT_VERSION = (5, "02bc6ca8c6d725c2abb5a8ac929857f41b78eb75047d6fce696db12f755b3a95")
 
 
 def _seed_papers() -> list[Any]:
@@ -132,7 +132,6 @@ def test_scored_rendering_changes_bump_its_render_version(tmp_path: Path) -> Non
     import json
 
     from summarizer.extract import SCORED_RENDER_VERSION
-    from summarizer.scored import write_model
 
     ex = Extractor(Settings(cache_dir=tmp_path / "c", decisions="scored"), backend=FakeBackend())
     scored = ex.scored
@@ -143,8 +142,7 @@ def test_scored_rendering_changes_bump_its_render_version(tmp_path: Path) -> Non
         s, names = prepared.sentences, prepared.names
         questions = [(q.key, q.text, q.options) for q in scored.questions.first_round(names, len(s))]
         questions += [(q.key, q.text) for q in scored.questions.second_round(names[:1])]
-        written = write_model(tuple(ex.taxonomy.contribution_ids), names).model_json_schema()
-        rendered = [questions, scored.write_messages(paper.title, s, names), written, scored.claim_messages(s[-1])]
+        rendered = [scored.system, scored.questions.paper_block(paper.title, s), questions]
         digest.update(json.dumps(rendered, sort_keys=True).encode())
     assert (SCORED_RENDER_VERSION, digest.hexdigest()) == SCORED_RENDERED_AT_VERSION, (
         "the seed papers now render differently on the scored path: bump SCORED_RENDER_VERSION in "

@@ -105,7 +105,7 @@ async def test_a_one_token_question_is_scored_from_the_real_servers_logprobs(tmp
 
 
 async def test_the_scored_pipeline_runs_against_the_real_server(tmp_path: Path) -> None:
-    # Questions scored from the server's log-probabilities, then the writing requests, through
+    # The generated answer, then questions scored from the server's log-probabilities, through
     # the real openai client and instructor; quality is irrelevant for the 135M model.
     settings = Settings(
         model_path=tiny_model_path(), cache_dir=tmp_path / "cache", decisions="scored", max_reasks=0, max_tokens=300
@@ -117,7 +117,7 @@ async def test_the_scored_pipeline_runs_against_the_real_server(tmp_path: Path) 
     if isinstance(outcome, Result):
         confidence = outcome.record.confidence
         assert confidence is not None and confidence.subject is not None and 0.0 <= confidence.subject <= 1.0
-        assert outcome.provenance.attempts > 2  # questions, the writing request and claim requests
+        assert outcome.provenance.attempts > 2  # the generated request and the questions
         assert all(find_verbatim(c.evidence, paper.abstract) for c in outcome.record.claims)
     else:
         assert isinstance(outcome, Failure) and outcome.attempts > 2 and outcome.reason

@@ -105,3 +105,26 @@ async def test_a_run_records_its_price_and_source(tmp_path: Path) -> None:
     price = manifest["settings"]["price_per_million"]
     assert (price["input"], price["output"]) == (0.15, 0.60) and price["source"].startswith("genai-prices")
     assert manifest["cost_usd"] > 0
+
+
+async def test_a_dry_run_shows_what_a_paper_costs_under_each_way_of_deciding(tmp_path: Path) -> None:
+    # Issue 24 step 3: on a paid API every question re-sends the paper, so a user choosing
+    # --decisions sees both before sending anything.
+    s = Settings(cache_dir=tmp_path / "cache")
+    backend = FakeBackend(responder=valid_answer, model="gpt-4o-mini")
+    summary = await run_tag([SEED], tmp_path / "out", s, dry_run=True, backend=backend)
+    plan = summary.plan
+    assert plan is not None and backend.calls == [] and plan.mode == "generated"
+    generated, scored = plan.modes
+    assert (generated.mode, scored.mode) == ("generated", "scored")
+    assert generated.requests == 1.0 and scored.requests >= 3.0
+    # The generated request is part of the scored path, and each question re-sends the paper.
+    assert scored.usage.prompt_tokens > generated.usage.prompt_tokens + (scored.requests - 1) * 100
+    assert generated.cost_usd is not None and scored.cost_usd is not None and scored.cost_usd > generated.cost_usd
+    # Averaged per paper: the plan's totals over its 42 papers agree with the generated mode's.
+    assert abs(plan.prompt_tokens / plan.to_send - generated.usage.prompt_tokens) < 1
+    console = Console(record=True, width=200)
+    console.print(render_summary(summary))
+    text = console.export_text()
+    assert "per paper, generated  1.0 requests" in text and "(this run)" in text.split("per paper, generated")[1]
+    assert "per paper, scored" in text and f"{scored.requests:.1f} requests" in text
