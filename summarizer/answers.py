@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, model_validator
 
-from .schemas import MAX_SUMMARY_WORDS
+from .schemas import MAX_SUMMARY_WORDS, strip_controls
 from .spans import split_sentences
 
 
@@ -36,7 +36,22 @@ class AnswerBase(BaseModel):
                 f"summary's first sentence has {len(summary.split())} words; write at most {MAX_SUMMARY_WORDS}"
             )
         self.__dict__["summary"] = trimmed
+        # The record rejects these when nothing is left once control characters are stripped; rejected
+        # here, a blank one is re-asked instead of failing the paper after its last request
+        # (1 of 12 dev papers: an empty method description). Only answers the record would have
+        # refused are affected, and those were never cached, so no cached record changes.
+        blank = [name for name in ("method_description", "category_reasoning") if _blank(self.__dict__.get(name))]
+        blank += [
+            f"claims[{i}].statement" for i, c in enumerate(self.__dict__.get("claims") or []) if _blank(c.statement)
+        ]
+        if blank:
+            raise ValueError(f"{', '.join(blank)}: write it in words; it was empty")
         return self
+
+
+def _blank(value: object) -> bool:
+    """What the record refuses (nothing left once control characters and escapes are stripped)."""
+    return isinstance(value, str) and not strip_controls(value)
 
 
 def choice_of(values: tuple[Any, ...]) -> Any:

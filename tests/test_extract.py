@@ -213,3 +213,30 @@ async def test_template_syntax_in_abstract_reaches_the_model_verbatim(tmp_path: 
         await ex.extract(p)
     assert "{{ 7*7 }}" in backend.calls[0][-1]["content"]
     assert "{% if x %}" in backend.calls[0][-1]["content"]
+
+
+@pytest.mark.parametrize("field", ["method_description", "category_reasoning", "claims[0].statement"])
+async def test_a_blank_field_the_record_needs_is_re_asked_not_a_failed_paper(tmp_path: Path, field: str) -> None:
+    # Seen on a dev paper: an empty method description passed the answer's checks and failed
+    # the record's, after the last request, so the paper failed instead of being asked again.
+    answers = iter(["", "written"])
+
+    def answer(messages: list[dict[str, str]]) -> dict[str, Any]:
+        a = valid_answer(messages)
+        text = next(answers)
+        if field.startswith("claims"):
+            a["claims"][0]["statement"] = text
+        else:
+            a[field] = text
+        return a
+
+    async with make(tmp_path, FakeBackend(responder=answer), max_reasks=1) as ex:
+        result = await ex.extract(paper())
+    assert result.provenance.reasks == 1
+    record = result.record
+    written = {
+        "method_description": record.method.description,
+        "category_reasoning": record.category.rationale,
+        "claims[0].statement": record.claims[0].statement,
+    }
+    assert written[field] == "written"
