@@ -83,7 +83,8 @@ def listen(backend: object, listener: Listener) -> dict[str, float]:
 
         def record(event: ColdStart) -> None:
             if event.seconds is not None:
-                seconds[event.step] = event.seconds
+                # Summed: scored decisions start a second server for the questions.
+                seconds[event.step] = round(seconds.get(event.step, 0.0) + event.seconds, 3)
             listener(event)
 
         clock.listener = record

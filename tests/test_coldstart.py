@@ -204,3 +204,19 @@ def test_the_jsonl_display_carries_the_step_and_its_seconds() -> None:
     JsonlSink(stream)(ColdStart("verify", 4.25, "model file verified in 4.2 s"))
     event = json.loads(stream.getvalue())
     assert (event["event"], event["step"], event["seconds"]) == ("cold_start", "verify", 4.25)
+
+
+def test_the_seconds_of_a_step_paid_twice_are_summed() -> None:
+    # Scored decisions start a second server for the questions: the manifest's cold start must
+    # count both, not the last one alone.
+    from types import SimpleNamespace
+
+    from summarizer.coldstart import ColdStartClock, listen
+
+    clock = ColdStartClock()
+    heard: list[str] = []
+    seconds = listen(SimpleNamespace(cold_start=clock), lambda event: heard.append(event.message))
+    clock._end("server", clock._begin("server") - 2.0)
+    clock._end("server", clock._begin("server") - 1.0)
+    assert 3.0 <= seconds["server"] < 3.5
+    assert heard[0] == "starting the embedded server" and len(heard) == 4
