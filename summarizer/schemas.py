@@ -325,10 +325,11 @@ class Category(BaseModel):
 
 
 class Confidence(BaseModel):
-    """Calibrated probabilities of a record's scored decisions (README, "How decisions are scored").
+    """Calibrated probabilities of a record's scored decisions (README, "How labels are decided").
 
-    A field is None when that decision was generated rather than scored (a server without
-    log-probabilities, or `decisions = "generated"`): its confidence is then unknown.
+    A record has none when its labels were generated rather than scored (`decisions =
+    "generated"`, or a server without log-probabilities): their confidence is then unknown. A
+    field is None when its decision does not apply (the category of a paper outside the subject).
     """
 
     subject: float | None = Field(None, description="P(the paper is about the taxonomy's subject)")
